@@ -1,0 +1,156 @@
+r"""ANDI's stateless preconditioner :math:`H = \Phi(G)` (paper Algorithm 1, lines 3-12).
+
+For a gradient tensor :math:`G` with :math:`\nu = \|G\|_F` and target energy :math:`\tau = \sqrt{\nu^2 + 1}`:
+
+.. math::
+    \begin{aligned}
+    &\textbf{if } \min(m, n) > \delta \text{ for } M = G_{(d_1, -1)} \in \mathbb{R}^{m\times n}: \\
+    &\qquad r_i = \|M_{i,:}\|_2,\quad c_j = \|M_{:,j}\|_2,\quad
+          \hat G_{ij} = \frac{M_{ij}}{r_i + c_j + \epsilon},\quad
+          H = \frac{\tau}{\|\hat G\|_F + \epsilon}\,\hat G \\
+    &\textbf{else:}\qquad H = \frac{\tau}{\nu + \epsilon}\, G
+    \end{aligned}
+
+Properties (tested): :math:`\langle G, H\rangle > 0` for :math:`G \ne 0`, :math:`|\hat G_{ij}| \le 1/2`,
+:math:`\|H\|_F = \tau` up to :math:`\epsilon`, :math:`\Phi(0) = 0`. Work is :math:`O(N)`, temporaries
+:math:`O(m + n)` beyond the output.
+
+``compat="reference"`` reproduces the author's script ``ANDI.py`` (VladimerKhasia/ANDI@29f90fe) operation by
+operation: ``eps`` added to each norm, ``τ = hypot(‖G‖ + 1e-8, 1)`` on the matrix branch, no fp32 upcast.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+import torch
+from torch import Tensor
+
+from .matrix import as_matrix, matrix_shape, uses_equilibration
+
+__all__ = [
+    "DEFAULT_EPS",
+    "DEFAULT_MIN_DIM",
+    "AndiStats",
+    "andi_precondition",
+    "compute_dtype",
+    "direction_from_stats",
+    "energy_scale",
+    "equilibrate",
+    "gradient_stats",
+    "reference_direction",
+]
+
+#: ε of Algorithm 1 (paper §4, "ε = 1e-8"), guarding the divisions.
+DEFAULT_EPS = 1e-8
+#: δ of Algorithm 1 (paper §4, "δ = 16"): equilibrate only when both matrix sides exceed it.
+DEFAULT_MIN_DIM = 16
+
+Compat = Literal["paper", "reference"]
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the paper-mode reductions run in: fp32 for fp16/bf16, the tensor's own dtype otherwise."""
+    return torch.float32 if dtype in _LOW_PRECISION else dtype
+
+
+class AndiStats(NamedTuple):
+    """Norms of one gradient, in compute dtype. ``row``/``col`` are ``None`` on the global branch."""
+
+    norm: Tensor  # ν = ‖G‖_F, 0-dim
+    row: Tensor | None  # r, shape (m, 1)
+    col: Tensor | None  # c, shape (1, n)
+
+
+def gradient_stats(grad: Tensor, *, min_dim: int) -> AndiStats:
+    """First pass of Φ in paper mode: ν and, on the equilibration branch, the row and column norms.
+
+    On the equilibration branch ν is taken from the row norms (``ν = ‖r‖₂``), so the gradient is read twice, not
+    three times. Norms are sign-invariant, so ``maximize`` needs nothing here.
+    """
+    g = grad.to(compute_dtype(grad.dtype))
+    if uses_equilibration(g.shape, min_dim):
+        mat = as_matrix(g)
+        row = torch.linalg.vector_norm(mat, dim=1, keepdim=True)
+        col = torch.linalg.vector_norm(mat, dim=0, keepdim=True)
+        return AndiStats(torch.linalg.vector_norm(row), row, col)
+    return AndiStats(torch.linalg.vector_norm(g), None, None)
+
+
+def energy_scale(norm: Tensor, reference_norm: Tensor, eps: float) -> Tensor:
+    """τ / (‖X‖ + ε) with τ = sqrt(ν² + 1) computed as ``hypot(ν, 1)`` (no overflow for large ν)."""
+    return torch.hypot(norm, torch.ones_like(norm)) / (reference_norm + eps)
+
+
+def equilibrate(grad: Tensor, stats: AndiStats, *, eps: float) -> Tensor:
+    """Ĝ = M / (r + c + ε) as a new tensor of ``grad``'s shape, in compute dtype."""
+    assert stats.row is not None and stats.col is not None
+    mat = as_matrix(grad.to(compute_dtype(grad.dtype)))
+    # (r + ε) + c builds the denominator in one broadcast pass; the division then writes into it.
+    denominator = (stats.row + eps) + stats.col
+    return torch.div(mat, denominator, out=denominator).view(grad.shape)
+
+
+def direction_from_stats(grad: Tensor, stats: AndiStats, *, eps: float, maximize: bool = False) -> Tensor:
+    """Second pass of Φ in paper mode: H in compute dtype, a new tensor (``grad`` is never modified).
+
+    ``maximize`` uses Φ(−G) = −Φ(G), exact in floating point since every operation is sign-symmetric.
+    """
+    if stats.row is None:
+        g = grad.to(compute_dtype(grad.dtype))
+        direction = g * energy_scale(stats.norm, stats.norm, eps)
+    else:
+        direction = equilibrate(grad, stats, eps=eps)
+        direction.mul_(energy_scale(stats.norm, torch.linalg.vector_norm(direction), eps))
+    return direction.neg_() if maximize else direction
+
+
+def reference_direction(grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximize: bool = False) -> Tensor:
+    """Φ exactly as the reference script computes it (``andi.md`` §3), in the gradient's dtype.
+
+    The script hard-codes ``1e-8``; ``min_dim`` is kept as a parameter (the script's value is 16).
+    """
+    g = -grad if maximize else grad
+    one = torch.tensor(1.0, device=g.device, dtype=g.dtype)
+    if g.ndim > 1:
+        rows, cols = matrix_shape(g.shape)
+        if rows > min_dim and cols > min_dim:
+            g_mat = g.reshape(rows, cols)
+            r_norm = g_mat.norm(dim=1, keepdim=True) + 1e-8
+            c_norm = g_mat.norm(dim=0, keepdim=True) + 1e-8
+            g_white = (g_mat / (r_norm + c_norm)).view(g.shape)
+            target = torch.hypot(g.norm() + 1e-8, one)
+            return g_white * (target / (g_white.norm() + 1e-8))
+    target = torch.hypot(g.norm(), one)
+    return g * (target / (g.norm() + 1e-8))
+
+
+def andi_precondition(
+    G: Tensor,
+    *,
+    eps: float = DEFAULT_EPS,
+    min_dim: int = DEFAULT_MIN_DIM,
+    compat: Compat = "paper",
+) -> Tensor:
+    r"""Return :math:`H = \Phi(G)` for one gradient tensor of any shape (pure: ``G`` is not modified).
+
+    Args:
+        G: gradient tensor, any shape (0-size allowed). ``ndim >= 2`` tensors are viewed as ``(d1, -1)``.
+        eps: the ε of Algorithm 1 (ignored by ``compat="reference"``, which hard-codes 1e-8 like the script).
+        min_dim: δ; equilibration applies when ``min(rows, cols) > min_dim``.
+        compat: ``"paper"`` (Algorithm 1, fp32 reductions for fp16/bf16 input) or ``"reference"`` (the author's
+            script, bit for bit, in ``G``'s dtype).
+
+    Returns:
+        ``H`` with ``G``'s shape and dtype.
+    """
+    if G.is_sparse:
+        raise RuntimeError("ANDI does not support sparse gradients")
+    if G.is_complex():
+        raise RuntimeError("ANDI does not support complex tensors; pass torch.view_as_real(G)")
+    if compat == "reference":
+        return reference_direction(G, min_dim=min_dim)
+    if compat != "paper":
+        raise ValueError(f"Invalid compat mode: {compat!r} (expected 'paper' or 'reference')")
+    return direction_from_stats(G, gradient_stats(G, min_dim=min_dim), eps=eps).to(G.dtype)

@@ -1,0 +1,80 @@
+"""Independent oracles written from the spec (``andi.md``), sharing no code with the package.
+
+``numpy_andi_direction`` / ``NumpyANDI``: Algorithm 1 in float64 numpy, the straightforward way.
+``ScriptANDI``: a transcription of the behaviour andi.md §3 describes for the author's ``ANDI.py`` (torch ops in the
+order the script uses them), used to check ``compat="reference"`` bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def numpy_andi_direction(g: np.ndarray, eps: float = 1e-8, min_dim: int = 16) -> np.ndarray:
+    g = np.asarray(g, dtype=np.float64)
+    nu = np.sqrt(np.sum(g * g))
+    tau = np.sqrt(nu * nu + 1.0)
+    if g.ndim >= 2:
+        m = g.reshape(g.shape[0], -1)
+        if min(m.shape) > min_dim:
+            r = np.sqrt(np.sum(m * m, axis=1, keepdims=True))
+            c = np.sqrt(np.sum(m * m, axis=0, keepdims=True))
+            ghat = m / (r + c + eps)
+            return (tau / (np.sqrt(np.sum(ghat * ghat)) + eps) * ghat).reshape(g.shape)
+    return tau / (nu + eps) * g
+
+
+class NumpyANDI:
+    """fp64 paper-mode ANDI over a list of numpy parameters (andi.md §1-§2)."""
+
+    def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16,
+                 maximize=False):
+        self.params = [np.array(p, dtype=np.float64) for p in params]
+        self.bufs = [np.zeros_like(p) for p in self.params]
+        self.lr, self.mu, self.nesterov, self.wd = lr, momentum, nesterov, weight_decay
+        self.eps, self.min_dim, self.maximize = eps, min_dim, maximize
+
+    def step(self, grads) -> None:
+        for i, g in enumerate(grads):
+            g = -np.asarray(g, np.float64) if self.maximize else np.asarray(g, np.float64)
+            h = numpy_andi_direction(g, self.eps, self.min_dim)
+            self.bufs[i] = self.mu * self.bufs[i] + h
+            u = h + self.mu * self.bufs[i] if self.nesterov else self.bufs[i]
+            self.params[i] = self.params[i] * (1 - self.lr * self.wd) - self.lr * u
+
+
+class ScriptANDI(torch.optim.Optimizer):
+    """The reference script's ANDI as andi.md §3 describes it (eps on each norm, hypot targets, buffer cloned from
+    H₁ and then updated on the same step, no weight decay, math in the parameter dtype)."""
+
+    def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True):
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, mom, nest = group["lr"], group["momentum"], group["nesterov"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                one = torch.tensor(1.0, device=g.device, dtype=g.dtype)
+                big = g.ndim > 1 and g.shape[0] > 16 and g.reshape(g.shape[0], -1).shape[1] > 16
+                if big:
+                    mat = g.reshape(g.shape[0], -1)
+                    row = mat.norm(dim=1, keepdim=True) + 1e-8
+                    col = mat.norm(dim=0, keepdim=True) + 1e-8
+                    white = (mat / (row + col)).view(g.shape)
+                    target = torch.hypot(g.norm() + 1e-8, one)
+                    h = white * (target / (white.norm() + 1e-8))
+                else:
+                    target = torch.hypot(g.norm(), one)
+                    h = g * (target / (g.norm() + 1e-8))
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = h.clone()
+                buf = state["momentum_buffer"]
+                buf.mul_(mom).add_(h)
+                update = h.add(buf, alpha=mom) if nest else buf
+                p.add_(update, alpha=-lr)
