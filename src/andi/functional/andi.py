@@ -36,7 +36,7 @@ try:  # DTensor parameters (FSDP2) take the communication-aware path in andi.dis
 except (ImportError, AttributeError):  # pragma: no cover - builds without torch.distributed
     _DTensor = None
 
-__all__ = ["andi", "default_foreach", "nonfinite_indices"]
+__all__ = ["andi", "default_foreach", "gradient_norms", "nonfinite_indices"]
 
 Compat = Literal["paper", "reference"]
 
@@ -61,6 +61,15 @@ def nonfinite_indices(norms: list[Tensor]) -> list[int]:
         finite = torch.stack([norms[i] for i in idx]).isfinite().tolist()
         bad.extend(i for i, ok in zip(idx, finite) if not ok)
     return sorted(bad)
+
+
+def gradient_norms(grads: list[Tensor]) -> list[Tensor]:
+    """‖G‖_F of every gradient (global norms for DTensor shards, one scalar all-reduce for all of them)."""
+    if _DTensor is not None and any(isinstance(g, _DTensor) for g in grads):
+        from andi.distributed import dtensor_grad_norms
+
+        return dtensor_grad_norms(grads)
+    return list(torch._foreach_norm(grads))
 
 
 def _raise_nonfinite(index: int) -> None:
@@ -265,7 +274,7 @@ def andi(
         return _dtensor_andi(
             params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
             weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
-            skip_nonfinite=skip_nonfinite,
+            skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
         )
     if foreach is None:
         foreach = default_foreach(params)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..functional.andi import _screen, andi
+from ..functional.andi import _screen, andi, gradient_norms
 from ..functional.precondition import DEFAULT_EPS, DEFAULT_MIN_DIM
 from ._base import DOCS, check_distinct_params, check_lr, check_range
 
@@ -150,9 +150,9 @@ class ANDI(Optimizer):
         if len(collected) > 1:
             # A refused step must change nothing: screen every group before the first one is updated.
             # (A single group is screened inside the functional at no extra cost.)
-            for group, _, grads, _ in collected:
-                if not group["skip_nonfinite"]:
-                    _screen(torch._foreach_norm(grads), skip_nonfinite=False)
+            screened = [g for group, _, grads, _ in collected if not group["skip_nonfinite"] for g in grads]
+            if screened:
+                _screen(gradient_norms(screened), skip_nonfinite=False)
 
         for group, params, grads, bufs in collected:
             skipped = andi(
