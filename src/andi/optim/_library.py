@@ -1,0 +1,138 @@
+"""Optional library implementations of comparison optimizers, imported lazily behind the ``[family]`` extra.
+
+Only ``pytorch-optimizer`` is used (>= 4.1: 3.9.0 had Muon/SCION fidelity bugs, ``family.md`` §3.5 and §7). Its
+classes accept ``**kwargs`` and silently ignore unknown names, so every factory here checks the keyword arguments
+against the constructor's signature first. ``heavyball`` is not used: it ``torch.compile``-s its steps by default
+(``max-autotune``, minutes on a CPU), clears ``p.grad`` after ``step()`` (``consume_grad=True``), its Muon's Nesterov
+form is not KellerJordan's and its Scion re-initializes parameters.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from torch import Tensor
+from torch.optim import Optimizer
+
+__all__ = ["EXTRA", "LIBRARY_SPECS", "LibrarySpec", "is_available", "library_factory", "require"]
+
+#: The pip extra that installs every optional library.
+EXTRA = "andi-optim[family]"
+#: Minimum versions whose math the tests check (``tests/optim/test_library_baselines.py``).
+MIN_VERSIONS = {"pytorch_optimizer": (4, 1)}
+_DISTRIBUTIONS = {"pytorch_optimizer": "pytorch-optimizer"}
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def is_available(module: str) -> bool:
+    """Whether ``module`` can be imported here at a supported version (without importing it)."""
+    try:
+        if importlib.util.find_spec(module) is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    minimum = MIN_VERSIONS.get(module)
+    if minimum is None:
+        return True
+    try:
+        installed = importlib.metadata.version(_DISTRIBUTIONS.get(module, module))
+    except importlib.metadata.PackageNotFoundError:
+        return True  # importable but not installed as a distribution (vendored/dev checkout): trust it
+    return _version_tuple(installed) >= minimum
+
+
+def require(module: str, what: str) -> Any:
+    """Import ``module`` or raise ``ImportError`` naming the optimizer and the extra that provides it."""
+    dist = _DISTRIBUTIONS.get(module, module)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{what} needs the optional package '{dist}', which is not installed. "
+            f"Install the comparison family with: pip install '{EXTRA}'"
+        ) from exc
+    minimum = MIN_VERSIONS.get(module)
+    if minimum is not None:
+        try:
+            installed = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            installed = None
+        if installed is not None and _version_tuple(installed) < minimum:
+            need = ".".join(map(str, minimum))
+            raise ImportError(
+                f"{what} needs {dist} >= {need} (found {installed}; older versions compute a different update). "
+                f"Upgrade with: pip install -U '{EXTRA}'"
+            )
+    return mod
+
+
+def _check_kwargs(cls: type, kwargs: dict[str, Any], what: str) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    accepted = {n for n, p in params.items() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self", "params"}
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise TypeError(f"{what} got unexpected keyword arguments {unknown}; it accepts {sorted(accepted)}")
+
+
+class LibrarySpec:
+    """How to build one library optimizer: module, class, and our defaults on top of the library's."""
+
+    def __init__(self, name: str, module: str, cls: str, defaults: dict[str, Any] | None = None) -> None:
+        self.name, self.module, self.cls = name, module, cls
+        self.defaults = dict(defaults or {})
+
+    @property
+    def source(self) -> str:
+        return f"{_DISTRIBUTIONS.get(self.module, self.module)} {self.module}.{self.cls}"
+
+    def build(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:
+        mod = require(self.module, f"optimizer {self.name!r}")
+        cls = getattr(mod, self.cls)
+        kwargs = {**self.defaults, **kwargs}
+        _check_kwargs(cls, kwargs, f"{self.cls} ({self.source})")
+        return cls(params, **kwargs)
+
+
+#: Library optimizers by registry name. ``defaults`` are the keyword arguments we set on top of the library's own
+#: defaults (each documented in docs/family.md); everything else is the library's default.
+LIBRARY_SPECS: dict[str, LibrarySpec] = {
+    # SOAP (Vyas et al., arXiv 2409.11321): library defaults = nikhilvyas/SOAP's (lr 3e-3, β (0.95, 0.95),
+    # precondition every 10 steps); weight decay 0 unless asked, like every arm here.
+    "soap": LibrarySpec("soap", "pytorch_optimizer", "SOAP", {"weight_decay": 0.0}),
+    # Shampoo in its scalable form (Anil et al., arXiv 2002.09018): blocked preconditioners, layer-wise grafting.
+    # Ours: AdaGrad grafting and a preconditioner refresh every 10 steps (the library's 1000 would leave a
+    # 2,500-step run almost unpreconditioned). graft_type 2 = pytorch_optimizer LayerWiseGrafting.ADAGRAD
+    # (RMSProp grafting diverged on the harness transformer at every lr tried).
+    "shampoo": LibrarySpec(
+        "shampoo", "pytorch_optimizer", "ScalableShampoo",
+        {"graft_type": 2, "preconditioning_compute_steps": 10, "start_preconditioning_step": 10},
+    ),
+    # Prodigy (Mishchenko & Defazio, arXiv 2306.06101): library defaults = facebookresearch/prodigy's (lr 1.0).
+    "prodigy": LibrarySpec("prodigy", "pytorch_optimizer", "Prodigy"),
+    # Lion (Chen et al., arXiv 2302.06675): library defaults = the paper's (β (0.9, 0.99)).
+    "lion": LibrarySpec("lion", "pytorch_optimizer", "Lion"),
+}
+
+
+def library_factory(name: str) -> Callable[..., Optimizer]:
+    """A ``(params, **kwargs) -> Optimizer`` factory for the library optimizer registered as ``name``."""
+    spec = LIBRARY_SPECS[name]
+
+    def factory(params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:
+        return spec.build(params, **kwargs)
+
+    factory.__name__ = f"make_{name}"
+    factory.__doc__ = f"Build {spec.source} (imported lazily; needs pip install '{EXTRA}')."
+    return factory

@@ -1,0 +1,214 @@
+r"""Muon in KellerJordan's reference form, for any weight with at least two dimensions (conv filters included).
+
+``torch.optim.Muon`` (torch >= 2.9) is the implementation of choice for 2-D hidden matrices and is what the
+registry's ``muon`` arm uses whenever every matrix it receives is 2-D. It rejects conv filters, so this module
+supplies the same math with KellerJordan's ``(out, in·kh·kw)`` view (``muon.py``: ``update.view(len(update), -1)``).
+On 2-D tensors :class:`Muon` performs the operations of ``torch.optim.Muon`` in the same order and dtype, and a test
+checks that the two agree to 1e-5. Reference: K. Jordan et al., "Muon: An optimizer for hidden layers in neural
+networks" (2024), https://kellerjordan.github.io/posts/muon/, code ``KellerJordan/Muon:muon.py`` (MIT).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..functional.matrix import as_matrix
+from ..functional.newton_schulz import (
+    DEFAULT_NS_STEPS,
+    NS5_COEFFICIENTS,
+    NS_EPS,
+    Coefficients,
+    zeropower_via_newtonschulz5,
+)
+from ._base import check_distinct_params, check_lr, check_range
+
+__all__ = ["Muon", "adjusted_lr", "make_muon", "muon_update"]
+
+_ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
+
+
+def adjusted_lr(lr: float | Tensor, adjust_lr_fn: str | None, shape: torch.Size) -> float | Tensor:
+    r"""Muon's shape-dependent lr for an ``m×n`` update (``m = d1``, ``n = d2·…·dk``).
+
+    ``None``/``"original"``: :math:`\eta\sqrt{\max(1, m/n)}` (KellerJordan; torch's default).
+    ``"match_rms_adamw"``: :math:`0.2\,\eta\sqrt{\max(m, n)}` (Moonlight, arXiv 2502.16982).
+    """
+    m = shape[0]
+    n = math.prod(shape[1:])
+    if adjust_lr_fn in (None, "original"):
+        return lr * math.sqrt(max(1.0, m / n))
+    if adjust_lr_fn == "match_rms_adamw":
+        return lr * 0.2 * math.sqrt(max(m, n))
+    raise ValueError(f"Unknown adjust_lr_fn {adjust_lr_fn!r}; expected None, 'original' or 'match_rms_adamw'")
+
+
+def muon_update(
+    grad: Tensor,
+    momentum_buffer: Tensor,
+    *,
+    momentum: float = 0.95,
+    nesterov: bool = True,
+    ns_steps: int = DEFAULT_NS_STEPS,
+    ns_coefficients: Coefficients = NS5_COEFFICIENTS,
+    eps: float = NS_EPS,
+    ns_safety: float = 1.0,
+) -> Tensor:
+    r"""One Muon direction (``muon.py``'s ``muon_update`` without its in-place write into ``grad``).
+
+    .. math::
+        M \leftarrow \mu M + (1-\mu) G,\qquad U = (1-\mu) G + \mu M \text{ (Nesterov) or } M,\qquad
+        O = \mathrm{NS}_T(U_{(d_1, -1)})
+
+    ``momentum_buffer`` is updated in place; ``grad`` is not modified. Returns ``O`` in bf16 with ``grad``'s shape
+    (the caller applies the lr, its shape adjustment and weight decay).
+    """
+    momentum_buffer.lerp_(grad, 1 - momentum)
+    update = grad.lerp(momentum_buffer, momentum) if nesterov else momentum_buffer
+    ortho = zeropower_via_newtonschulz5(as_matrix(update), ns_steps, ns_coefficients, eps, safety=ns_safety)
+    return ortho.reshape(grad.shape)
+
+
+class Muon(Optimizer):
+    r"""Muon — MomentUm Orthogonalized by Newton–Schulz — for weights with ``ndim >= 2``.
+
+    .. math::
+        \begin{aligned}
+        &M_t = \mu M_{t-1} + (1-\mu) G_t \quad (M_0 = 0) \\
+        &U_t = (1-\mu) G_t + \mu M_t \text{ if nesterov else } M_t \\
+        &O_t = \mathrm{NS5}\big(U_t \text{ viewed as } (d_1, d_2\cdots d_k)\big) \\
+        &\theta_t = \theta_{t-1}(1 - \eta\lambda) - \eta\sqrt{\max(1, m/n)}\; O_t
+        \end{aligned}
+
+    Same arguments, defaults and ``momentum_buffer`` state as ``torch.optim.Muon`` (so checkpoints are
+    interchangeable), except that conv filters are accepted and ``p.grad``/the buffer are never overwritten by the
+    Newton–Schulz input normalization. KellerJordan's recommended settings are ``lr=0.02, weight_decay=0`` (torch's
+    defaults are ``lr=1e-3, weight_decay=0.1``); route embeddings, heads, biases and gains to AdamW
+    (:func:`andi.param_groups`).
+
+    Args:
+        params: parameters (every one with ``ndim >= 2``) or parameter groups.
+        lr (float or Tensor): η (default 1e-3, torch's).
+        weight_decay (float): decoupled λ, applied as θ(1 − ηλ) with the unadjusted lr (default 0.1, torch's).
+        momentum (float): μ in [0, 1) (default 0.95).
+        nesterov (bool): Nesterov mixing of gradient and buffer (default True).
+        ns_coefficients: ``(a, b, c)`` or a per-step schedule such as Polar Express
+            (:data:`andi.functional.newton_schulz.POLAR_EXPRESS_COEFFICIENTS`).
+        eps (float): lower bound of the NS input norm (default 1e-7).
+        ns_steps (int): Newton–Schulz iterations (default 5).
+        adjust_lr_fn (str, optional): ``None``/``"original"`` or ``"match_rms_adamw"`` (see :func:`adjusted_lr`).
+        ns_safety (float): the NS input norm is multiplied by this first (default 1; Polar Express uses
+            ``ns_safety=1.02, eps=1e-6``). Not an argument of ``torch.optim.Muon``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: Coefficients = NS5_COEFFICIENTS,
+        eps: float = NS_EPS,
+        ns_steps: int = DEFAULT_NS_STEPS,
+        adjust_lr_fn: str | None = None,
+        ns_safety: float = 1.0,
+    ) -> None:
+        check_lr(lr)
+        check_range("momentum value", momentum, 0.0, 1.0)
+        check_range("weight_decay value", weight_decay, 0.0, float("inf"))
+        if not 0 <= ns_steps < 100:
+            raise ValueError(f"Invalid ns_steps: {ns_steps} (expected 0 <= ns_steps < 100)")
+        if adjust_lr_fn not in _ADJUST_LR_FNS:
+            raise ValueError(f"Unknown adjust_lr_fn {adjust_lr_fn!r}; expected None, 'original' or 'match_rms_adamw'")
+        defaults = dict(
+            lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
+            ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+            ns_safety=ns_safety,
+        )
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        check_distinct_params(params)
+        for p in params:
+            if isinstance(p, Tensor) and p.ndim < 2:
+                raise ValueError(
+                    f"Muon only supports parameters with at least 2 dimensions, got one of shape {tuple(p.shape)}; "
+                    "route biases, gains and other vectors to AdamW (see andi.param_groups)"
+                )
+        param_group["params"] = params
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
+        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr = group["lr"]
+            lr = lr.item() if isinstance(lr, Tensor) else lr  # as torch.optim.Muon (``_to_scalar``)
+            for p in group["params"]:
+                grad = p.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise RuntimeError("Muon does not support sparse gradients")
+                if torch.is_complex(p):
+                    raise RuntimeError("Muon does not support complex parameters")
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
+                update = muon_update(
+                    grad, state["momentum_buffer"], momentum=group["momentum"], nesterov=group["nesterov"],
+                    ns_steps=group["ns_steps"], ns_coefficients=group["ns_coefficients"], eps=group["eps"],
+                    ns_safety=group["ns_safety"],
+                )
+                p.mul_(1 - lr * group["weight_decay"])
+                p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
+        return loss
+
+
+def make_muon(params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:
+    """``torch.optim.Muon`` when it can take the job, else :class:`Muon` (same math).
+
+    This is the ``"muon"`` algorithm of :class:`andi.optim.RoutedOptimizer`: the library implementation wherever it
+    applies — every parameter 2-D, one ``(a, b, c)`` triple, no ``ns_safety`` — and the reference form otherwise
+    (torch's class raises on conv filters and on per-step coefficient schedules such as Polar Express).
+    """
+    groups = list(params)
+    tensors = [p for g in groups for p in _group_params(g)]
+    settings = [kwargs] + [g for g in groups if isinstance(g, dict)]
+    torch_ok = (
+        bool(tensors)
+        and all(p.ndim == 2 for p in tensors)
+        and all(s.get("ns_safety", 1.0) == 1.0 for s in settings)
+        and all(_is_triple(s.get("ns_coefficients", NS5_COEFFICIENTS)) for s in settings)
+    )
+    if torch_ok:
+        kwargs = {k: v for k, v in kwargs.items() if k != "ns_safety"}
+        return torch.optim.Muon(groups, **kwargs)
+    return Muon(groups, **kwargs)
+
+
+def _is_triple(coefficients: Any) -> bool:
+    return len(coefficients) == 3 and all(isinstance(c, (int, float)) for c in coefficients)
+
+
+def _group_params(group: Tensor | dict[str, Any]) -> list[Tensor]:
+    if isinstance(group, Tensor):
+        return [group]
+    params = group["params"]
+    if isinstance(params, Tensor):
+        return [params]
+    params = list(params)
+    group["params"] = params  # materialize once: a generator must not be consumed twice
+    return params

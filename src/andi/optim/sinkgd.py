@@ -1,0 +1,100 @@
+r"""SinkGD — stateless gradient descent on the Sinkhorn-normalized gradient.
+
+Reference: M. Scetbon, C. Ma, W. Gong, E. Meeds, "Gradient Multi-Normalization for Stateless and Scalable LLM
+Training", arXiv 2502.06742 (NeurIPS 2025). No official code or PyPI package exists, so it is written here
+(``family.md`` §5); ``jdinalt/forgather``'s ``sinkgd.py`` was read for the norm clamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from ..functional.normalize import SINKHORN_EPS, sr_sinkhorn
+from ._base import check_distinct_params, check_lr, check_range
+
+__all__ = ["SinkGD"]
+
+
+class SinkGD(Optimizer):
+    r"""SinkGD: :math:`\theta \leftarrow \theta(1-\eta\lambda) - \eta\,\mathrm{SR\text{-}Sinkhorn}_L(G)`.
+
+    .. math::
+        \begin{aligned}
+        &X = G_t \text{ viewed as } (m, n) = (d_1, d_2\cdots d_k) \\
+        &\textbf{repeat } L \textbf{ times:}\quad X \leftarrow \sqrt{n}\,X/\|X_{i,:}\|,\quad
+            X \leftarrow \sqrt{m}\,X/\|X_{:,j}\| \\
+        &\theta_t = \theta_{t-1}(1-\eta\lambda) - \eta X
+        \end{aligned}
+
+    No momentum and no state (SGD's memory). At the fixed point every entry of :math:`X` has RMS 1, so the lr is on
+    Adam's per-entry scale. Paper recipe: SinkGD on the hidden linear layers, Adam for embeddings, norms and the output
+    layer (``andi.create_optimizer("sinkgd", model, ...)`` routes exactly so). Choices stated here:
+
+    - **scale**: the paper's (``‖X‖_F = √(mn)``); ``forgather``'s port divides by ``√(mn)`` instead
+      (``normalize_output=True``), which changes the meaning of the lr by that factor;
+    - **reshape**: tensors with ``k >= 3`` dims are viewed as ``(d1, -1)`` like every optimizer in this package
+      (``forgather`` uses ``(-1, d_k)``);
+    - **weight decay**: decoupled, ``θ(1 − ηλ)``; the paper has none (default 0);
+    - fp16/bf16 gradients are normalized in fp32.
+
+    Args:
+        params: parameters with ``ndim >= 2`` or parameter groups.
+        lr (float or Tensor): η (default 1e-3).
+        L (int): Sinkhorn iterations (default 5, the paper's; ``L=1`` is the cheaper variant of its Table 4).
+        weight_decay (float): decoupled λ (default 0).
+        eps (float): lower clamp of every row/column norm (default 1e-8).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float | Tensor = 1e-3,
+        L: int = 5,
+        weight_decay: float = 0.0,
+        eps: float = SINKHORN_EPS,
+    ) -> None:
+        check_lr(lr)
+        if isinstance(L, bool) or not isinstance(L, int) or L < 1:
+            raise ValueError(f"Invalid number of Sinkhorn iterations L: {L} (expected an int >= 1)")
+        check_range("weight_decay value", weight_decay, 0.0, float("inf"))
+        if not eps > 0:
+            raise ValueError(f"Invalid epsilon value: {eps}")
+        super().__init__(params, dict(lr=lr, L=L, weight_decay=weight_decay, eps=eps))
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        check_distinct_params(params)
+        for p in params:
+            if isinstance(p, Tensor) and p.ndim < 2:
+                raise ValueError(
+                    f"SinkGD normalizes matrices; got a parameter of shape {tuple(p.shape)}. Route vectors to AdamW "
+                    "(andi.create_optimizer('sinkgd', model) does)"
+                )
+        param_group["params"] = params
+        super().add_param_group(param_group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
+        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr = group["lr"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise RuntimeError("SinkGD does not support sparse gradients")
+                direction = sr_sinkhorn(p.grad, group["L"], group["eps"])
+                if group["weight_decay"] != 0:
+                    p.mul_(1 - lr * group["weight_decay"])
+                p.sub_(direction * lr)
+        return loss

@@ -1,0 +1,209 @@
+"""The registry: names, role-aware construction, hyperparameter plumbing, optional packages, the docs table."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from andi.optim import registry
+from andi.optim.normuon import NorMuon
+from andi.optim.registry import (
+    AUX_ADAMW_LR,
+    OPTIMIZERS,
+    create_optimizer,
+    list_optimizers,
+    load_optimizer,
+    markdown_table,
+)
+from andi.optim.rmnp import RMNP
+from andi.optim.routed import RoutedOptimizer
+from andi.optim.scion import Scion
+from andi.optim.script_muon import ScriptMuon
+from andi.optim.sinkgd import SinkGD
+
+CORE = ["andi", "andi-reference", "adamw", "sgd", "muon", "muon-andi-paper", "sinkgd", "rmnp", "scion", "normuon"]
+LIBRARY = ["soap", "shampoo", "prodigy", "lion"]
+
+
+class GPTish(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tok_emb = nn.Embedding(11, 8)
+        self.block = nn.Sequential(nn.LayerNorm(8), nn.Linear(8, 16), nn.GELU(), nn.Linear(16, 8))
+        self.head = nn.Linear(8, 11, bias=False)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        x = self.tok_emb(idx)
+        return self.head(x + self.block(x))
+
+
+def _groups_by_role(opt: torch.optim.Optimizer) -> dict[str, dict]:
+    return {g["role"]: g for g in opt.param_groups}
+
+
+def test_names():
+    assert list_optimizers(available_only=False) == CORE + LIBRARY
+    assert set(CORE) <= set(list_optimizers())
+    assert all(name == name.lower() for name in OPTIMIZERS)
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [("muon", torch.optim.Muon), ("sinkgd", SinkGD), ("rmnp", RMNP), ("normuon", NorMuon)],
+)
+def test_hybrid_arms_route_hidden_matrices(name, cls):
+    model = GPTish()
+    opt = create_optimizer(name, model, lr=0.03, aux_lr=1e-3, aux_betas=(0.8, 0.9), aux_eps=1e-9,
+                           aux_weight_decay=0.05, weight_decay=0.01)
+    assert isinstance(opt, RoutedOptimizer) and type(opt.inner[name]) is cls
+    groups = _groups_by_role(opt)
+    hidden = groups["hidden_matrix"]
+    assert hidden["algorithm"] == name and hidden["lr"] == 0.03 and hidden["weight_decay"] == 0.01
+    assert hidden["param_names"] == ["block.1.weight", "block.3.weight"]
+    for role in ("embedding", "head", "vector"):
+        g = groups[role]
+        assert g["algorithm"] == "adamw"
+        assert (g["lr"], g["betas"], g["eps"], g["weight_decay"]) == (1e-3, (0.8, 0.9), 1e-9, 0.05)
+    assert groups["embedding"]["param_names"] == ["tok_emb.weight"]
+    assert groups["head"]["param_names"] == ["head.weight"]
+
+
+def test_hybrid_defaults_bare_params_and_role_overrides():
+    model = GPTish()
+    opt = create_optimizer("muon", model)
+    groups = _groups_by_role(opt)
+    assert groups["hidden_matrix"]["lr"] == 0.02 and groups["head"]["lr"] == AUX_ADAMW_LR
+    assert groups["head"]["betas"] == (0.9, 0.95) and groups["head"]["eps"] == 1e-10
+    assert groups["hidden_matrix"]["weight_decay"] == 0.0  # not torch.optim.Muon's 0.1
+
+    bare = create_optimizer("rmnp", list(model.parameters()), lr=0.01)
+    by_alg = {g["algorithm"]: g for g in bare.param_groups}
+    assert {p.ndim for p in by_alg["rmnp"]["params"]} == {2} and {p.ndim for p in by_alg["adamw"]["params"]} == {1}
+
+    over = create_optimizer("muon", model, roles={"head.weight": "hidden_matrix", "block.3.*": "vector"})
+    groups = _groups_by_role(over)
+    assert groups["hidden_matrix"]["param_names"] == ["block.1.weight", "head.weight"]
+    assert "block.3.weight" in groups["vector"]["param_names"]
+    with pytest.raises(ValueError, match=r"nn\.Module"):
+        create_optimizer("muon", list(model.parameters()), roles={"head.weight": "head"})
+
+
+def test_hybrid_extra_kwargs_reach_the_matrix_optimizer():
+    opt = create_optimizer("sinkgd", GPTish(), lr=1e-3, L=1)
+    assert _groups_by_role(opt)["hidden_matrix"]["L"] == 1
+    opt = create_optimizer("muon", GPTish(), momentum=0.9, nesterov=False, ns_steps=3)
+    g = _groups_by_role(opt)["hidden_matrix"]
+    assert (g["momentum"], g["nesterov"], g["ns_steps"]) == (0.9, False, 3)
+    with pytest.raises(TypeError):
+        create_optimizer("rmnp", GPTish(), betas=(0.9, 0.99))
+
+
+def test_model_without_hidden_matrices():
+    model = nn.Sequential(nn.Embedding(5, 4), nn.Linear(4, 3))
+    opt = create_optimizer("muon", model)
+    assert set(opt.inner) == {"adamw"}
+
+
+def test_single_arms():
+    model = GPTish()
+    adamw = create_optimizer("AdamW", model, lr=1e-3, betas=(0.9, 0.999))
+    assert type(adamw) is torch.optim.AdamW and adamw.param_groups[0]["weight_decay"] == 0.0
+    sgd = create_optimizer("sgd", model, lr=0.1)
+    g = sgd.param_groups[0]
+    assert type(sgd) is torch.optim.SGD and (g["momentum"], g["nesterov"]) == (0.9, True)
+    script = create_optimizer("muon-andi-paper", model, lr=0.05)
+    assert type(script) is ScriptMuon and len(script.param_groups[0]["params"]) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="no weight decay"):
+        create_optimizer("muon-andi-paper", model, weight_decay=0.1)
+    with pytest.raises(ValueError, match="no weight decay"):
+        create_optimizer("andi-reference", model, weight_decay=0.1)
+    with pytest.raises(ValueError, match="Unknown optimizer 'adam'"):
+        create_optimizer("adam", model)
+
+
+def test_andi_arms():
+    andi_mod = pytest.importorskip("andi.optim.andi")
+    model = GPTish()
+    paper = create_optimizer("andi", model, lr=0.05, weight_decay=0.01)
+    ref = create_optimizer("andi-reference", model)
+    assert type(paper) is andi_mod.ANDI and paper.param_groups[0]["compat"] == "paper"
+    assert paper.param_groups[0]["weight_decay"] == 0.01 and paper.param_groups[0]["lr"] == 0.05
+    assert ref.param_groups[0]["compat"] == "reference" and ref.param_groups[0]["lr"] == 0.02
+
+
+def test_scion_recipes():
+    model = GPTish()
+    opt = create_optimizer("scion", model, lr=0.01)
+    assert type(opt) is Scion
+    groups = _groups_by_role(opt)
+    assert (groups["hidden_matrix"]["norm"], groups["hidden_matrix"]["scale"]) == ("spectral", 3.0)
+    assert groups["embedding"]["norm"] == "colnorm" and groups["embedding"]["norm_kwargs"]["transpose"]
+    assert (groups["head"]["norm"], groups["head"]["scale"]) == ("sign", 10.0)
+    assert groups["vector"]["norm"] == "biasrms"
+    assert all(g["momentum"] == 0.1 and not g["unconstrained"] for g in opt.param_groups)
+    row = create_optimizer("scion", model, recipe="rownorm", scales={"head": 20.0}, momentum=0.5)
+    groups = _groups_by_role(row)
+    assert groups["hidden_matrix"]["norm"] == "rownorm" and groups["head"]["scale"] == 20.0
+    conv = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.Flatten(), nn.Linear(4, 2))
+    g = _groups_by_role(create_optimizer("scion", conv))["hidden_matrix"]
+    assert g["norm"] == "spectral" and g["norm_kwargs"] == {}  # SpectralConv for filters
+    auto = create_optimizer("scion", list(model.parameters()), lr=0.01)
+    assert auto.param_groups[0]["norm"] == "auto"
+    with pytest.raises(ValueError, match=r"nn\.Module"):
+        create_optimizer("scion", list(model.parameters()), recipe="colnorm")
+    with pytest.raises(ValueError, match="Unknown Scion recipe"):
+        create_optimizer("scion", model, recipe="spectrum")
+
+
+def test_load_optimizer():
+    make = load_optimizer("rmnp")
+    opt = make(GPTish(), lr=0.01)
+    assert type(opt.inner["rmnp"]) is RMNP
+    with pytest.raises(ValueError, match="Unknown optimizer"):
+        load_optimizer("nope")
+
+
+def test_missing_optional_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pytorch_optimizer", None)  # import now raises ImportError
+    assert list_optimizers() == CORE
+    assert list_optimizers(available_only=False) == CORE + LIBRARY
+    for name in LIBRARY:
+        with pytest.raises(ImportError, match=r"pip install 'andi-optim\[family\]'") as info:
+            create_optimizer(name, GPTish())
+        assert name in str(info.value) and "pytorch-optimizer" in str(info.value)
+    with pytest.raises(ImportError, match="andi-optim"):
+        load_optimizer("soap")
+    assert isinstance(create_optimizer("muon", GPTish()), RoutedOptimizer)  # core arms never need the extra
+
+
+def test_too_old_optional_package(monkeypatch):
+    pytest.importorskip("pytorch_optimizer")
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda d: "3.9.0" if d == "pytorch-optimizer" else real(d))
+    assert "soap" not in list_optimizers()
+    with pytest.raises(ImportError, match=r">= 4\.1 \(found 3\.9\.0"):
+        create_optimizer("soap", GPTish())
+
+
+def test_library_kwargs_are_checked():
+    pytest.importorskip("pytorch_optimizer")
+    with pytest.raises(TypeError, match="unexpected keyword arguments \\['momentum'\\]"):
+        create_optimizer("soap", GPTish(), momentum=0.9)
+
+
+def test_docs_table_matches_registry():
+    docs = Path(__file__).resolve().parents[2] / "docs" / "family.md"
+    assert markdown_table() in docs.read_text(encoding="utf-8"), "regenerate the table: registry.markdown_table()"
+
+
+def test_every_spec_is_complete():
+    for spec in OPTIMIZERS.values():
+        assert spec.paper and spec.source and spec.state and spec.split and spec.default_lr > 0
+        assert spec.kind in ("single", "hybrid", "scion")
+        assert spec.source.startswith(("ours", "torch", "pytorch-optimizer"))
+    assert registry.OPTIMIZERS["muon"].kind == "hybrid"
