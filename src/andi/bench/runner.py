@@ -1,0 +1,380 @@
+"""One benchmark run: a :class:`RunConfig` in, a JSON-serialisable record out.
+
+:func:`run` builds the task's model under ``init_seed`` and its data stream under ``data_seed`` (independent
+seeds, shared by every arm so results pair per seed), builds the optimizer through
+:func:`andi.create_optimizer` with the task's parameter roles, wraps it in the schedule
+(:mod:`andi.bench.schedules`, a ``LambdaLR`` over all param groups), then trains::
+
+    for step in range(T):
+        loss = task.loss(model, next(batches))          # pre-update minibatch loss, recorded every
+        if not finite(loss): status = "diverged"; stop  #   train_record_every steps
+        optimizer.zero_grad(); loss.backward()
+        optimizer.step()                                # timed alone (synchronized on CUDA); a
+                                                        #   FloatingPointError / LinAlgError = diverged
+        scheduler.step()
+        every eval_every steps: task.evaluate(model, eval_split)   # untimed, eval() + no_grad
+
+and evaluates once more at the end of the schedule (the protocol's primary metric). ``eval_split="none"``
+selects the replay's data (``split_mode="paper"``: the whole training set, GPT's whole text) and never
+evaluates. The record holds the curves, the final metrics, timings (training time excludes evaluation),
+optimizer-state bytes (sum of ``nbytes`` of the tensors in ``optimizer.state``: exact and device-independent)
+and peak memory (``torch.cuda.max_memory_allocated`` after a reset on CUDA; the process's peak RSS on CPU,
+which is cumulative over the process and therefore only indicative).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+import andi
+
+from .schedules import SCHEDULES, lr_scheduler
+from .tasks import SIZES, Task, get_task
+
+__all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "run"]
+
+SCHEMA_VERSION = 1
+EVAL_SPLITS = ("val", "test", "none")
+ROLE_MODES = ("standard", "all")
+_DTYPES = ("float32", "float64", "bfloat16", "float16")
+#: Exceptions from ``optimizer.step()`` that mean the run diverged (non-finite gradients or states), not a bug:
+#: ANDI raises FloatingPointError on a non-finite gradient; factorizations fail on non-finite input.
+_DIVERGENCE_ERRORS = (FloatingPointError, torch.linalg.LinAlgError)
+
+
+def _freeze(value: Any) -> Any:
+    """Lists (from JSON) to tuples, recursively, so configs stay hashable and compare equal after a round trip."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that determines one run. ``None`` fields take the task/size default.
+
+    ``optimizer_kwargs`` are extra keyword arguments of :func:`andi.create_optimizer` (e.g.
+    ``(("aux_lr", 1e-3),)``); they are stored sorted by name. ``roles="standard"`` routes parameters by
+    :func:`andi.param_roles` plus the task's overrides (hidden matrices to the matrix optimizer, the rest to
+    AdamW for hybrid arms); ``"all"`` gives every parameter the role ``hidden_matrix`` so the named optimizer
+    updates all of them. ``eval_every=0`` disables intermediate evaluations (the final one still runs unless
+    ``eval_split="none"``).
+    """
+
+    task: str
+    size: str = "cpu"
+    optimizer: str = "andi"
+    lr: float = 0.02
+    steps: int | None = None
+    batch_size: int | None = None
+    init_seed: int = 0
+    data_seed: int = 0
+    schedule: str = "wsd"
+    warmup_frac: float = 0.02
+    decay_frac: float = 0.4
+    weight_decay: float = 0.0
+    optimizer_kwargs: tuple[tuple[str, Any], ...] = ()
+    roles: str = "standard"
+    eval_every: int | None = None
+    eval_split: str = "val"
+    train_record_every: int = 1
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        def fix(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        for name in ("lr", "warmup_frac", "decay_frac", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"RunConfig.{name} must be a finite number, got {value!r}")
+            fix(name, float(value))
+        for name in ("steps", "batch_size", "eval_every"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"RunConfig.{name} must be None or a non-negative int, got {value!r}")
+        if self.steps == 0 or self.batch_size == 0:
+            raise ValueError("RunConfig.steps and batch_size must be positive when given")
+        for name in ("init_seed", "data_seed", "train_record_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"RunConfig.{name} must be an int, got {value!r}")
+        if self.train_record_every < 1:
+            raise ValueError(f"RunConfig.train_record_every must be >= 1, got {self.train_record_every}")
+        if self.lr <= 0:
+            raise ValueError(f"RunConfig.lr must be positive, got {self.lr}")
+        for name, allowed in (("size", SIZES), ("schedule", SCHEDULES), ("eval_split", EVAL_SPLITS),
+                              ("roles", ROLE_MODES), ("dtype", _DTYPES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"RunConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        items = self.optimizer_kwargs.items() if isinstance(self.optimizer_kwargs, Mapping) else self.optimizer_kwargs
+        kwargs = tuple(sorted((str(k), _freeze(v)) for k, v in items))
+        if len({k for k, _ in kwargs}) != len(kwargs):
+            raise ValueError(f"RunConfig.optimizer_kwargs has duplicate names: {kwargs}")
+        clash = {"lr", "roles", "weight_decay"} & {k for k, _ in kwargs}
+        if clash:
+            raise ValueError(f"RunConfig.optimizer_kwargs may not set {sorted(clash)}: use the RunConfig fields")
+        try:
+            json.dumps([_thaw(v) for _, v in kwargs], allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"RunConfig.optimizer_kwargs must be JSON-serialisable: {exc}") from None
+        fix("optimizer_kwargs", kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; ``optimizer_kwargs`` becomes a ``{name: value}`` mapping (tuples as lists)."""
+        d = asdict(self)
+        d["optimizer_kwargs"] = {k: _thaw(v) for k, v in self.optimizer_kwargs}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict` (unknown keys raise)."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown RunConfig fields: {sorted(unknown)}")
+        return cls(**dict(d))
+
+    def key(self) -> str:
+        """sha256 hex digest of the canonical JSON of :meth:`to_dict` (sorted keys, no spaces): the resume key."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    def walk(obj: Any) -> int:
+        if torch.is_tensor(obj):
+            return obj.nbytes
+        if isinstance(obj, Mapping):
+            return sum(walk(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(walk(v) for v in obj)
+        return 0
+
+    return sum(walk(state) for state in optimizer.state.values())
+
+
+def _peak_rss_bytes() -> int | None:
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
+
+
+def _device_info(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine() or "unknown"
+    return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
+
+
+def _versions() -> dict[str, str]:
+    return {"andi": getattr(andi, "__version__", "unknown"), "torch": torch.__version__,
+            "python": platform.python_version(), "numpy": np.__version__}
+
+
+def _median_after_warmup(times: list[float]) -> float | None:
+    """Median over steps 50..T (over the second half when the run is shorter than 100 steps)."""
+    if not times:
+        return None
+    skip = 50 if len(times) >= 100 else len(times) // 2
+    return statistics.median(times[skip:])
+
+
+def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress is optional
+        return None
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[torch.optim.Optimizer, dict[str, str]]:
+    """The run's optimizer from :func:`andi.create_optimizer` and the role of every parameter it was given."""
+    if config.roles == "standard":
+        roles = dict(andi.param_roles(model, overrides=dict(task.role_overrides)))
+    else:
+        roles = {name: "hidden_matrix" for name, _ in model.named_parameters()}
+    optimizer = andi.create_optimizer(
+        config.optimizer, model, lr=config.lr, roles=roles, weight_decay=config.weight_decay,
+        **dict(config.optimizer_kwargs),
+    )
+    return optimizer, roles
+
+
+# -------------------------------------------------------------------------------------------------- run
+def run(config: RunConfig, *, data_root: str | os.PathLike[str] | None = None, progress: bool = False) -> dict:
+    """Train and evaluate one configuration; return its record (see the module docstring and the contract).
+
+    Raises whatever building the task, model or optimizer raises (unknown task, missing data, unknown
+    optimizer name); a diverging run is not an error: its record has ``status="diverged"``.
+    """
+    t_start = time.perf_counter()
+    split_mode = "paper" if config.eval_split == "none" else "fair"
+    task = get_task(config.task, config.size, data_root, split_mode=split_mode)
+    steps = config.steps if config.steps is not None else task.default_steps
+    batch_size = config.batch_size if config.batch_size is not None else task.default_batch_size
+    eval_every = config.eval_every if config.eval_every is not None else task.default_eval_every
+    evaluating = config.eval_split != "none"
+    device = torch.device(config.device)
+    dtype = getattr(torch, config.dtype)
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    _seed_everything(config.init_seed)
+    model = task.build_model(config.init_seed).to(device=device, dtype=dtype)
+    model.train()
+    optimizer, roles = build_optimizer(config, model, task)
+    scheduler = lr_scheduler(optimizer, config.schedule, steps, warmup_frac=config.warmup_frac,
+                             decay_frac=config.decay_frac)
+    batches = task.train_batches(config.data_seed, batch_size=batch_size, device=device, dtype=dtype)
+
+    train_steps: list[int] = []
+    train_loss: list[float] = []
+    last100: deque[float] = deque(maxlen=100)
+    eval_steps: list[int] = []
+    eval_values: dict[str, list[float]] = {}
+    cumulative: list[float] = []
+    step_times: list[float] = []
+    iter_times: list[float] = []
+    train_s = eval_s = 0.0
+    status, diverged_at = "ok", None
+    final_metrics: dict[str, float] = {}
+
+    def evaluate(at: int) -> bool:
+        """Record held-out metrics at step ``at``; False if any is non-finite (the run then diverged)."""
+        nonlocal eval_s, final_metrics
+        t0 = time.perf_counter()
+        metrics = task.evaluate(model, config.eval_split)
+        _sync(device)
+        eval_s += time.perf_counter() - t0
+        if not all(math.isfinite(v) for v in metrics.values()):
+            return False
+        eval_steps.append(at)
+        cumulative.append(train_s)
+        for name, value in metrics.items():
+            eval_values.setdefault(name, []).append(float(value))
+        final_metrics = {k: float(v) for k, v in metrics.items()}
+        return True
+
+    bar = _progress_bar(steps, progress, f"{config.task}/{config.optimizer} lr={config.lr:g}")
+    try:
+        if evaluating and eval_every > 0 and not evaluate(0):
+            status, diverged_at = "diverged", 0
+        step = 0
+        while status == "ok" and step < steps:
+            t_iter = time.perf_counter()
+            loss = task.loss(model, next(batches))
+            value = loss.item()
+            if not math.isfinite(value):
+                status, diverged_at = "diverged", step
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            _sync(device)
+            t0 = time.perf_counter()
+            try:
+                optimizer.step()
+            except _DIVERGENCE_ERRORS:  # e.g. ANDI refusing a non-finite gradient of a finite loss
+                status, diverged_at = "diverged", step
+                break
+            _sync(device)
+            t1 = time.perf_counter()
+            scheduler.step()
+            step_times.append(t1 - t0)
+            iter_times.append(t1 - t_iter)
+            train_s += time.perf_counter() - t_iter
+            if step % config.train_record_every == 0:
+                train_steps.append(step)
+                train_loss.append(value)
+            last100.append(value)
+            step += 1
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0 or step == steps:
+                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            if evaluating and eval_every > 0 and step % eval_every == 0 and step < steps and not evaluate(step):
+                status, diverged_at = "diverged", step
+        if status == "ok" and evaluating and not evaluate(steps):
+            status, diverged_at = "diverged", steps
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if device.type == "cuda":
+        peak, peak_kind = int(torch.cuda.max_memory_allocated(device)), "cuda"
+    else:
+        peak, peak_kind = _peak_rss_bytes(), "rss"
+    ok = status == "ok"
+    return {
+        "schema": SCHEMA_VERSION,
+        "key": config.key(),
+        "config": config.to_dict(),
+        "status": status,
+        "diverged_at": diverged_at,
+        "versions": _versions(),
+        "device": _device_info(device),
+        "task_info": task.describe(),
+        "resolved": {"steps": steps, "batch_size": batch_size, "eval_every": eval_every, "split_mode": split_mode,
+                     "param_count": sum(p.numel() for p in model.parameters())},
+        "optimizer_info": {"class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+                           "param_groups": len(optimizer.param_groups), "roles": roles},
+        "train": {"steps": train_steps, "loss": train_loss},
+        "eval": {"steps": eval_steps, **eval_values},
+        "final": {
+            "metric": task.primary_metric,
+            "higher_is_better": task.higher_is_better,
+            "value": final_metrics.get(task.primary_metric) if ok and evaluating else None,
+            "train_loss_last100": float(statistics.fmean(last100)) if ok and last100 else None,
+            "metrics": final_metrics if ok and evaluating else {},
+        },
+        "timing": {
+            "total_s": time.perf_counter() - t_start,
+            "train_s": train_s,
+            "cumulative_train_s": cumulative,
+            "optimizer_step_median_s": _median_after_warmup(step_times),
+            "train_step_median_s": _median_after_warmup(iter_times),
+            "eval_s": eval_s,
+        },
+        "memory": {"state_bytes": _state_bytes(optimizer), "peak_bytes": peak, "peak_kind": peak_kind},
+    }

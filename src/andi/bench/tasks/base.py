@@ -1,0 +1,186 @@
+"""The :class:`Task` interface shared by every benchmark task, and the batch streams they use.
+
+A task bundles a model family, its data, a loss, held-out splits and a metric, at three sizes:
+
+* ``"full"``: the paper's model and data, the protocol's step count (GPU territory for CIFAR and GPT);
+* ``"cpu"``: scaled down so that ~300 steps take well under a minute on 2 cores;
+* ``"smoke"``: seconds, tiny data subsets (CI).
+
+and two split modes:
+
+* ``"fair"`` (default): train on the training split only, evaluate on ``"val"`` (tuning) or ``"test"``
+  (reporting), exactly as ``protocol.md`` (c) declares;
+* ``"paper"``: the replay's data semantics: SADDLE and CIFAR train on the whole official training set in
+  shuffled epochs with a short final batch, GPT samples random windows over the whole text; there is no
+  validation split (the official test set remains available for SADDLE and CIFAR).
+
+Randomness is explicit: :meth:`Task.build_model` seeds the model init with ``seed`` (PyTorch's default
+initializers, like the paper's ``seed_everything``), :meth:`Task.train_batches` draws every random choice
+(shuffles, crops, flips, windows) from its own CPU :class:`torch.Generator` seeded with ``seed``, so the data
+stream is independent of the init and identical on every device.
+"""
+
+from __future__ import annotations
+
+import abc
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["SIZES", "SPLIT_MODES", "Batch", "DataRoot", "SizeSpec", "Task", "random_windows", "shuffled_epochs"]
+
+SIZES = ("full", "cpu", "smoke")
+SPLIT_MODES = ("fair", "paper")
+Batch = tuple[Tensor, ...]
+DataRoot = str | os.PathLike[str] | None
+
+
+@dataclass(frozen=True)
+class SizeSpec:
+    """Defaults of one task size. ``model`` holds size-specific model hyperparameters, ``subset`` caps the
+    number of examples (or characters) used per split, e.g. ``{"train": 10_000, "val": 1_000}``."""
+
+    steps: int
+    batch_size: int
+    eval_every: int
+    model: Mapping[str, Any] = field(default_factory=dict)
+    subset: Mapping[str, int] = field(default_factory=dict)
+
+
+class Task(abc.ABC):
+    """One benchmark problem. Subclasses set the class attributes and implement the abstract methods.
+
+    Args:
+        size: ``"full"``, ``"cpu"`` or ``"smoke"``.
+        data_root: dataset folder (see :func:`andi.bench.data.resolve_data_root`).
+        split_mode: ``"fair"`` (held-out splits of ``protocol.md`` (c)) or ``"paper"`` (replay data).
+    """
+
+    name: ClassVar[str]
+    primary_metric: ClassVar[str] = "loss"
+    higher_is_better: ClassVar[bool] = False
+    sizes: ClassVar[Mapping[str, SizeSpec]]
+    #: fnmatch pattern on parameter names -> role, applied after :func:`andi.param_roles`' detection.
+    role_overrides: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(
+        self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair"
+    ) -> None:
+        if size not in SIZES:
+            raise ValueError(f"unknown size {size!r} for task {self.name!r}; expected one of {SIZES}")
+        if split_mode not in SPLIT_MODES:
+            raise ValueError(f"unknown split_mode {split_mode!r}; expected one of {SPLIT_MODES}")
+        self.size = size
+        self.data_root = data_root
+        self.split_mode = split_mode
+        self.spec = self.sizes[size]
+
+    # ------------------------------------------------------------------------------------------ defaults
+    @property
+    def default_steps(self) -> int:
+        return self.spec.steps
+
+    @property
+    def default_batch_size(self) -> int:
+        return self.spec.batch_size
+
+    @property
+    def default_eval_every(self) -> int:
+        return self.spec.eval_every
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Held-out splits :meth:`evaluate` accepts in this split mode."""
+        return ("val", "test") if self.split_mode == "fair" else ("test",)
+
+    def _check_split(self, split: str) -> None:
+        if split not in self.splits:
+            raise ValueError(
+                f"task {self.name!r} in split_mode={self.split_mode!r} has no split {split!r}; "
+                f"available: {self.splits}"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-serialisable description of this task instance (goes into every run record)."""
+        return {
+            "name": self.name, "size": self.size, "split_mode": self.split_mode,
+            "model": dict(self.spec.model), "subset": dict(self.spec.subset),
+            "primary_metric": self.primary_metric, "higher_is_better": self.higher_is_better,
+        }
+
+    # ------------------------------------------------------------------------------------------- models
+    def build_model(self, seed: int) -> nn.Module:
+        """A fresh model, initialized by PyTorch's default initializers after ``torch.manual_seed(seed)``.
+
+        The global RNG state is restored afterwards; the model is built on the CPU in float32.
+        """
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._build_model(seed)
+
+    @abc.abstractmethod
+    def _build_model(self, seed: int) -> nn.Module: ...
+
+    # --------------------------------------------------------------------------------------------- data
+    @abc.abstractmethod
+    def train_batches(
+        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[Batch]:
+        """Endless stream of training batches, already on ``device`` (floating inputs in ``dtype``).
+
+        The data are loaded (and verified) by this call, not at the first batch, so a training clock started
+        after it never includes loading.
+        """
+
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        """Scalar training loss of ``model`` on ``batch`` (the value that is back-propagated)."""
+
+    @abc.abstractmethod
+    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+        ...
+
+    def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
+        """Held-out metrics of ``model`` on ``split``: ``{"loss": ...}`` plus ``{"accuracy": ...}`` for
+        classification. Runs in ``eval()`` mode under ``no_grad`` and restores the model's mode."""
+        self._check_split(split)
+        ref = next(iter(model.parameters()))
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                return self._evaluate(model, split, ref.device, ref.dtype)
+        finally:
+            model.train(was_training)
+
+
+# -------------------------------------------------------------------------------------------- batch streams
+def shuffled_epochs(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Index batches over ``range(n)``: a fresh permutation each epoch, the last batch of an epoch short
+    (``DataLoader(shuffle=True, drop_last=False)`` semantics). Indices are CPU ``int64`` tensors."""
+    if n <= 0 or batch_size <= 0:
+        raise ValueError(f"need n > 0 and batch_size > 0, got n={n}, batch_size={batch_size}")
+
+    def stream() -> Iterator[Tensor]:
+        while True:
+            yield from torch.randperm(n, generator=generator).split(batch_size)
+
+    return stream()
+
+
+def random_windows(n: int, block: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Start offsets of random ``block + 1``-long windows in a sequence of length ``n``:
+    ``torch.randint(n - block, (batch_size,))`` per batch, as nanoGPT's ``get_batch``."""
+    if n <= block:
+        raise ValueError(f"sequence of length {n} is too short for windows of {block} + 1 tokens")
+
+    def stream() -> Iterator[Tensor]:
+        while True:
+            yield torch.randint(n - block, (batch_size,), generator=generator)
+
+    return stream()

@@ -1,0 +1,178 @@
+"""GPT: the paper's character-level NanoGPT on TinyShakespeare (``protocol.md`` (a), task GPT).
+
+Model (818,176 parameters at vocab 65; block 64, n_embd 128, n_head 4, n_layer 4), kept with the paper
+script's quirks:
+
+* ``x = tok_emb(idx) + pos_emb(arange(T))`` (two ``nn.Embedding``); each block is an
+  ``nn.Sequential(LayerNorm, MultiheadAttention(batch_first=True), LayerNorm, MLP)`` applied by hand::
+
+      x = x + attn(ln1(x), ln1(x), ln1(x), attn_mask=causal, is_causal=True)[0]
+      x = x + mlp(ln2(x))                  # Linear(d, 4d) GELU Linear(4d, d)
+      logits = head(ln_f(x))               # Linear(d, vocab, bias=False), not tied to tok_emb
+
+* the first LayerNorm is evaluated three times (query, key, value are distinct tensors, so
+  ``nn.MultiheadAttention`` takes its separate-q/k/v path; same math as the packed one);
+* Q, K, V share one fused ``in_proj_weight`` (3d × d); ``causal`` is a float mask, ``-inf`` above the diagonal,
+  passed together with ``is_causal=True`` (and the default ``need_weights=True``); no dropout.
+
+Loss: mean cross-entropy over all positions. Data: vocabulary = sorted characters of the whole text (65).
+Splits (fair): characters [0, 90 %) train, [90 %, 95 %) ``"val"``, [95 %, 100 %) ``"test"``; metric = mean
+cross-entropy (nats/char) over all non-overlapping ``block``-long windows of the split. Training batches are
+random windows (``randint(len - block)``); paper mode draws them from the whole text and has no held-out split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import data
+from .base import Batch, DataRoot, SizeSpec, Task, random_windows
+
+__all__ = ["PAPER_GPT", "CharGPT", "CharGPTTask"]
+
+PAPER_GPT = {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4}
+
+
+class CharGPT(nn.Module):
+    """The paper script's ``NanoGPT`` (see the module docstring for its quirks)."""
+
+    def __init__(self, vocab_size: int, block_size: int = 64, n_embd: int = 128, n_head: int = 4,
+                 n_layer: int = 4) -> None:
+        super().__init__()
+        self.block_size = block_size
+        self.tok_emb = nn.Embedding(vocab_size, n_embd)
+        self.pos_emb = nn.Embedding(block_size, n_embd)
+        self.blocks = nn.Sequential(*[
+            nn.Sequential(
+                nn.LayerNorm(n_embd),
+                nn.MultiheadAttention(n_embd, n_head, batch_first=True),
+                nn.LayerNorm(n_embd),
+                nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)),
+            )
+            for _ in range(n_layer)
+        ])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = nn.Linear(n_embd, vocab_size, bias=False)
+
+    def forward(self, idx: Tensor) -> Tensor:
+        _, t = idx.shape
+        if t > self.block_size:
+            raise ValueError(f"sequence length {t} exceeds block_size {self.block_size}")
+        x = self.tok_emb(idx) + self.pos_emb(torch.arange(t, device=idx.device))
+        mask = torch.triu(torch.full((t, t), float("-inf"), device=idx.device, dtype=x.dtype), diagonal=1)
+        for block in self.blocks:
+            ln1, attn, ln2, mlp = block
+            x = x + attn(ln1(x), ln1(x), ln1(x), attn_mask=mask, is_causal=True)[0]
+            x = x + mlp(ln2(x))
+        return self.head(self.ln_f(x))
+
+
+class CharGPTTask(Task):
+    name = "gpt"
+    primary_metric = "loss"
+    higher_is_better = False
+    sizes: ClassVar[Mapping[str, SizeSpec]] = {
+        "full": SizeSpec(steps=2500, batch_size=128, eval_every=100, model=dict(PAPER_GPT)),
+        "cpu": SizeSpec(steps=300, batch_size=32, eval_every=50,
+                        model={"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2},
+                        subset={"val": 32_768, "test": 32_768}),
+        "smoke": SizeSpec(steps=20, batch_size=8, eval_every=10,
+                          model={"block_size": 32, "n_embd": 32, "n_head": 2, "n_layer": 1},
+                          subset={"train": 20_000, "val": 2_048, "test": 2_048}),
+    }
+    role_overrides: ClassVar[Mapping[str, str]] = {
+        "tok_emb.weight": "embedding", "pos_emb.weight": "embedding", "head.weight": "head"
+    }
+
+    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
+        super().__init__(size, data_root, split_mode=split_mode)
+        self._codes: Tensor | None = None
+        self._vocab: str | None = None
+        self._cache: dict[tuple[str, str], Tensor] = {}
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("val", "test") if self.split_mode == "fair" else ()
+
+    @property
+    def block_size(self) -> int:
+        return int(self.spec.model["block_size"])
+
+    def _load(self) -> Tensor:
+        if self._codes is None:
+            text = data.load_tinyshakespeare(self.data_root)
+            self._vocab = "".join(sorted(set(text)))
+            lut = torch.full((max(map(ord, self._vocab)) + 1,), -1, dtype=torch.int64)
+            lut[torch.tensor([ord(c) for c in self._vocab])] = torch.arange(len(self._vocab))
+            codes = torch.frombuffer(bytearray(text.encode("utf-32-le")), dtype=torch.int32).long()
+            self._codes = lut[codes]
+        return self._codes
+
+    @property
+    def vocab(self) -> str:
+        """The sorted characters of the whole text (index = token id)."""
+        self._load()
+        assert self._vocab is not None
+        return self._vocab
+
+    def describe(self) -> dict:
+        return {**super().describe(), "vocab_size": len(self.vocab)}
+
+    def _build_model(self, seed: int) -> nn.Module:
+        return CharGPT(len(self.vocab), **self.spec.model)
+
+    def _tokens(self, split: str, device: torch.device) -> Tensor:
+        key = (split, str(device))
+        if key not in self._cache:
+            codes = self._load()
+            n = len(codes)
+            a, b = int(0.9 * n), int(0.95 * n)
+            if self.split_mode == "paper":
+                part = codes
+            else:
+                part = {"train": codes[:a], "val": codes[a:b], "test": codes[b:]}[split]
+            cap = self.spec.subset.get(split)
+            self._cache[key] = (part[:cap] if cap else part).to(device)
+        return self._cache[key]
+
+    def train_batches(
+        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[Batch]:
+        device = torch.device(device)
+        tokens = self._tokens("train", device)
+        block = self.block_size
+        generator = torch.Generator().manual_seed(seed)
+        offsets = torch.arange(block + 1, device=device)
+        starts = random_windows(len(tokens), block, batch_size or self.default_batch_size, generator)
+
+        def stream() -> Iterator[Batch]:
+            for ix in starts:
+                windows = tokens[ix.to(device)[:, None] + offsets]
+                yield windows[:, :-1], windows[:, 1:]
+
+        return stream()
+
+    def loss(self, model: nn.Module, batch: Batch) -> Tensor:
+        x, y = batch
+        logits = model(x)
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
+
+    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+        tokens = self._tokens(split, device)
+        block = self.block_size
+        n_windows = (len(tokens) - 1) // block
+        if n_windows < 1:
+            raise ValueError(f"split {split!r} has {len(tokens)} tokens: too short for one {block}-char window")
+        x = tokens[: n_windows * block].view(n_windows, block)
+        y = tokens[1 : n_windows * block + 1].view(n_windows, block)
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        for xb, yb in zip(x.split(256), y.split(256)):
+            logits = model(xb)
+            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="sum").double()
+        return {"loss": total.item() / (n_windows * block)}
