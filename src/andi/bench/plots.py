@@ -1,0 +1,184 @@
+"""PNG figures for the benchmark report (matplotlib, Agg, imported lazily).
+
+The figures are drawn on :class:`matplotlib.figure.Figure` objects directly — no ``pyplot`` and no global
+backend switch — so producing a report never disturbs an interactive matplotlib session and works headless.
+
+Line styles follow the paper's Figure 1 where it has them: AdamW dotted (blue), Muon dash-dot (orange),
+ANDI solid (green); other arms are dashed in further colours.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Band", "LrSeries", "Panel", "arm_style", "save_lr_sensitivity", "save_panels", "save_profiles"]
+
+_FIXED_STYLES = {
+    "adamw": {"color": "tab:blue", "linestyle": ":"},
+    "muon": {"color": "tab:orange", "linestyle": "-."},
+    "andi": {"color": "tab:green", "linestyle": "-"},
+}
+_OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+
+
+def arm_style(optimizer: str, index: int = 0) -> dict[str, Any]:
+    """Colour and line style of an arm, from its optimizer name (``index`` picks a colour for others)."""
+    family = {"adamw": "adamw", "muon": "muon", "muon-andi-paper": "muon", "andi": "andi",
+              "andi-reference": "andi"}.get(optimizer)
+    if family is not None:
+        return dict(_FIXED_STYLES[family])
+    return {"color": _OTHER_COLORS[index % len(_OTHER_COLORS)], "linestyle": "--"}
+
+
+@dataclass
+class Band:
+    """A curve (``center``) with a shaded band ``[low, high]`` over seeds."""
+
+    label: str
+    steps: Sequence[float]
+    center: Sequence[float]
+    low: Sequence[float] | None = None
+    high: Sequence[float] | None = None
+    style: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Panel:
+    """One axes: a title, axis labels and the bands drawn on it."""
+
+    title: str
+    bands: list[Band]
+    ylabel: str = "loss"
+    xlabel: str = "step"
+    logy: bool = False
+
+
+@dataclass
+class LrSeries:
+    """Final metric against lr for one arm; ``None``/non-finite scores are failed trials."""
+
+    label: str
+    lrs: Sequence[float]
+    scores: Sequence[float | None]
+    chosen: float | None = None
+    style: dict[str, Any] = field(default_factory=dict)
+
+
+def _figure(ncols: int, nrows: int = 1, width: float = 4.6, height: float = 3.6) -> Any:
+    from matplotlib.figure import Figure  # lazy: the library never needs matplotlib
+
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="tight")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    return fig, axes
+
+
+def _positive_only(values: Sequence[float]) -> bool:
+    return all(v > 0 for v in values if v is not None and math.isfinite(v))
+
+
+def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", ncols: int | None = None) -> Path:
+    """Draw ``panels`` side by side (median line with a min–max band per arm) and save a PNG."""
+    if not panels:
+        raise ValueError("no panels to draw")
+    ncols = ncols or len(panels)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _figure(ncols, nrows)
+    for i, panel in enumerate(panels):
+        ax = axes[i // ncols][i % ncols]
+        for band in panel.bands:
+            style = {"linewidth": 1.8, **band.style}
+            ax.plot(band.steps, band.center, label=band.label, **style)
+            if band.low is not None and band.high is not None:
+                ax.fill_between(band.steps, band.low, band.high, color=style.get("color"), alpha=0.18,
+                                linewidth=0)
+        values = [v for b in panel.bands for v in b.center]
+        if panel.logy and _positive_only(values):
+            ax.set_yscale("log")
+        ax.set_title(panel.title)
+        ax.set_xlabel(panel.xlabel)
+        ax.set_ylabel(panel.ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        if panel.bands:
+            ax.legend(fontsize="small")
+    for j in range(len(panels), nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return _save(fig, path)
+
+
+def save_lr_sensitivity(
+    path: str | Path, title: str, series: Sequence[LrSeries], ylabel: str, logy: bool = False
+) -> Path:
+    """Final metric vs lr per arm (log x), DeepOBS style; failed trials are crosses on the top edge."""
+    fig, axes = _figure(1, width=5.6, height=4.0)
+    ax = axes[0][0]
+    finite = [s for ser in series for s in ser.scores if s is not None and math.isfinite(s)]
+    top = max(finite) if finite else 1.0
+    for ser in series:
+        pts = sorted(zip(ser.lrs, ser.scores))
+        ok = [(lr, s) for lr, s in pts if s is not None and math.isfinite(s)]
+        failed = [lr for lr, s in pts if s is None or not math.isfinite(s)]
+        style = {"linewidth": 1.6, **ser.style}
+        if ok:
+            ax.plot([p[0] for p in ok], [p[1] for p in ok], marker="o", markersize=4, label=ser.label, **style)
+        if failed:
+            ax.plot(failed, [top] * len(failed), linestyle="none", marker="x", markersize=8,
+                    color=style.get("color"), label=f"{ser.label} (diverged)")
+        if ser.chosen is not None:
+            chosen = [s for lr, s in ok if math.isclose(lr, ser.chosen, rel_tol=1e-9)]
+            if chosen:
+                ax.plot([ser.chosen], chosen, linestyle="none", marker="o", markersize=11, markerfacecolor="none",
+                        color=style.get("color"))
+    ax.set_xscale("log")
+    if logy and _positive_only(finite):
+        ax.set_yscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def save_profiles(
+    path: str | Path, profiles: Mapping[str, Mapping[str, Sequence[float]]], r_max: float,
+    styles: Mapping[str, dict[str, Any]] | None = None,
+) -> Path:
+    """AlgoPerf performance profiles: one panel per measure, ``ρ_s(τ)`` for ``τ ∈ [1, r_max]`` per arm.
+
+    ``profiles[measure][arm]`` are the arm's per-task ratios ``r_{s,w}`` (``inf`` for a miss).
+    """
+    fig, axes = _figure(len(profiles), width=4.8, height=3.6)
+    for ax, (measure, per_arm) in zip(axes[0], profiles.items()):
+        for arm, ratios in per_arm.items():
+            rs = sorted(r for r in ratios if r <= r_max)
+            n = len(ratios)
+            xs, ys = [1.0], [0.0]
+            for k, r in enumerate(rs, start=1):
+                xs += [max(r, 1.0), max(r, 1.0)]
+                ys += [ys[-1], k / n]
+            xs.append(r_max)
+            ys.append(ys[-1])
+            style = {"linewidth": 1.8, **(styles or {}).get(arm, {})}
+            ax.plot(xs, ys, label=arm, **style)
+        ax.set_xlim(1.0, r_max)
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("τ (ratio to the best arm)")
+        ax.set_ylabel("fraction of tasks with r ≤ τ")
+        ax.set_title(f"performance profile: {measure}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, format="png")
+    return path

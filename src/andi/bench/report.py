@@ -1,0 +1,520 @@
+"""``andi-bench report DIR``: a markdown report with PNG figures, computed only from the stored records.
+
+For each protocol run found in ``DIR`` (its ``manifest-*.json``) the report gives, per task:
+
+* fair protocols — a table (arm, chosen lr, trials used, final held-out metric mean ± std over reporting
+  seeds, median steps and wall-clock to target, speedup over AdamW, optimizer-step time, optimizer-state
+  bytes, peak memory), the comparison of every arm with the best *other* arm (paired one-sided t-test with
+  Holm–Bonferroni over all task × arm comparisons, and Welch's t-test), loss curves with seed bands
+  (median, min–max) and an lr-sensitivity plot; then the AlgoPerf performance profile and score
+  (r_max = 4) and the geometric-mean speedup over AdamW across tasks;
+* the replay protocol — the paper's quantities (last recorded minibatch loss per seed, the ANDI grid
+  search) and a Figure-1-like three-panel plot.
+
+The target of time-to-target is the median final metric of tuned AdamW over the reporting seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from andi.bench import stats
+from andi.bench.sweep import ResultStore
+
+__all__ = ["ArmResult", "Comparison", "TaskResult", "analyze_fair", "analyze_replay", "fmt", "generate_report"]
+
+R_MAX = 4.0
+ALPHA = 0.05
+_FIG1_ORDER = ("saddle", "cifar", "gpt")
+_FIG1_TITLES = {"saddle": "SADDLE (autoencoder)", "cifar": "CIFAR (ResNet-9)", "gpt": "GPT (char NanoGPT)"}
+
+
+# ============================================================================================ formatting
+def fmt(x: float | None, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits; ``—`` for missing, ``miss`` for ``inf``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if math.isinf(x):
+        return "miss" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "—"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_mean_std(s: stats.Summary) -> str:
+    if s.n == 0:
+        return "—"
+    return fmt(s.mean) if s.n == 1 else f"{fmt(s.mean)} ± {fmt(s.std)}"
+
+
+# ============================================================================================== analysis
+def _final(record: Mapping[str, Any]) -> float | None:
+    if record.get("status") != "ok":
+        return None
+    v = record["final"].get("value")
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+@dataclass
+class ArmResult:
+    """One arm on one task, from its manifest entry and reporting records."""
+
+    arm: str
+    label: str
+    optimizer: str
+    chosen_lr: float
+    trials: int
+    edge_extended: bool
+    at_edge: bool
+    records: list[dict]
+    seeds: list[int]
+    finals: list[float | None]
+    summary: stats.Summary
+    steps_to_target: list[float] = field(default_factory=list)
+    time_to_target: list[float] = field(default_factory=list)
+    speedup: float = math.nan
+    step_time_s: float = math.nan
+    state_bytes: int | None = None
+    peak_bytes: float | None = None
+    peak_kind: str = ""
+    tuning: list[dict] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return sum(v is None for v in self.finals)
+
+    @property
+    def median_steps(self) -> float:
+        """Steps by which half of the seeds reached the target (the median for an odd number of seeds)."""
+        return stats.lower_median(self.steps_to_target)
+
+    @property
+    def median_time(self) -> float:
+        """Training seconds by which half of the seeds reached the target."""
+        return stats.lower_median(self.time_to_target)
+
+
+@dataclass
+class Comparison:
+    """An arm against the best other arm on one task."""
+
+    task: str
+    arm: str
+    other: str
+    diff: stats.Summary  # per-seed paired difference arm − other
+    welch: stats.TestResult | None  # two-sided, as reported
+    paired: stats.TestResult | None  # one-sided: H1 "arm is better"
+    welch_one_sided_p: float = math.nan
+    holm_p: float = math.nan
+    reject: bool = False
+
+    @property
+    def pvalue(self) -> float:
+        """The one-sided p-value entering Holm: paired when seeds pair up, else Welch one-sided."""
+        if self.paired is not None:
+            return self.paired.pvalue
+        return self.welch_one_sided_p
+
+    @property
+    def verdict(self) -> str:
+        return "beats the best other arm" if self.reject else "no significant difference"
+
+
+@dataclass
+class TaskResult:
+    manifest: dict
+    task: str
+    metric: str
+    higher_is_better: bool
+    target: float | None
+    arms: list[ArmResult]
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    def arm(self, name: str) -> ArmResult:
+        return next(a for a in self.arms if a.arm == name)
+
+
+class _Records:
+    def __init__(self, store: ResultStore) -> None:
+        self.store, self.cache, self.missing = store, {}, []
+
+    def get(self, key: str) -> dict | None:
+        if key not in self.cache:
+            self.cache[key] = self.store.get(key)
+            if self.cache[key] is None:
+                self.missing.append(key)
+        return self.cache[key]
+
+    def many(self, keys: Sequence[str]) -> list[dict]:
+        return [r for r in (self.get(k) for k in keys) if r is not None]
+
+
+def _arm_result(entry: Mapping[str, Any], records: list[dict], final_fn: Any) -> ArmResult:
+    finals = [final_fn(r) for r in records]
+    step_times = [r["timing"].get("optimizer_step_median_s") for r in records]
+    peaks = [r["memory"].get("peak_bytes") for r in records if r["memory"].get("peak_bytes") is not None]
+    return ArmResult(
+        arm=entry["arm"], label=entry.get("label") or entry["arm"], optimizer=entry["optimizer"],
+        chosen_lr=float(entry["chosen_lr"]), trials=int(entry["trials"]),
+        edge_extended=bool(entry.get("edge_extended")), at_edge=bool(entry.get("at_edge")), records=records,
+        seeds=[int(r["config"]["init_seed"]) for r in records], finals=finals,
+        summary=stats.summarize(stats.finite_values(finals)),
+        step_time_s=stats.median([t for t in step_times if t is not None]),
+        state_bytes=max((int(r["memory"]["state_bytes"]) for r in records), default=None),
+        peak_bytes=stats.median(peaks) if peaks else None,
+        peak_kind=records[0]["memory"].get("peak_kind", "") if records else "", tuning=list(entry["tuning"]),
+    )
+
+
+def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
+    usable = [a for a in arms if len(stats.finite_values(a.finals)) >= 2]
+    out = []
+    for a in usable:
+        others = [b for b in usable if b.arm != a.arm]
+        if not others:
+            continue
+        best = max(others, key=lambda b: b.summary.mean) if hib else min(others, key=lambda b: b.summary.mean)
+        xa, xb = stats.finite_values(a.finals), stats.finite_values(best.finals)
+        pa = {s: v for s, v in zip(a.seeds, a.finals) if v is not None}
+        pb = {s: v for s, v in zip(best.seeds, best.finals) if v is not None}
+        common = sorted(set(pa) & set(pb))
+        diff = stats.summarize([pa[s] - pb[s] for s in common])
+        paired = (stats.paired_ttest([pa[s] for s in common], [pb[s] for s in common],
+                                     alternative="greater" if hib else "less") if len(common) >= 2 else None)
+        welch = stats.welch_ttest(xa, xb)
+        one_sided = stats.welch_ttest(xa, xb, alternative="greater" if hib else "less").pvalue
+        out.append(Comparison(task, a.arm, best.arm, diff, welch, paired, one_sided))
+    return out
+
+
+def analyze_fair(manifest: Mapping[str, Any], records: _Records | ResultStore) -> TaskResult:
+    """Per-arm results, target, time-to-target and comparisons of one fair-protocol task."""
+    recs = records if isinstance(records, _Records) else _Records(records)
+    arms = [_arm_result(e, recs.many(e["reporting"]), _final) for e in manifest["arms"]]
+    any_rec = next((r for a in arms for r in a.records), None)
+    metric = any_rec["final"]["metric"] if any_rec else "metric"
+    hib = bool(any_rec["final"]["higher_is_better"]) if any_rec else False
+    ref_name = manifest.get("reference_arm", "adamw")
+    ref = next((a for a in arms if a.arm == ref_name), None)
+    target = None
+    if ref is not None and ref.records:
+        t = stats.target_value(ref.finals, hib)
+        target = t if math.isfinite(t) else None
+    for a in arms:
+        if target is None:
+            continue
+        for r in a.records:
+            ev = r["eval"]
+            vals = ev.get(metric) or []
+            steps = ev.get("steps") or []
+            a.steps_to_target.append(stats.steps_to_target(steps, vals, target, hib))
+            a.time_to_target.append(stats.time_to_target(r["timing"]["cumulative_train_s"], vals, target, hib))
+    if ref is not None and target is not None:
+        for a in arms:  # 0 when the arm misses; nan when the reference itself misses or times are 0
+            rt, at = ref.median_time, a.median_time
+            a.speedup = 0.0 if math.isinf(at) else rt / at if math.isfinite(rt) and at > 0 else math.nan
+    return TaskResult(dict(manifest), manifest["task"], metric, hib, target, arms, _compare(manifest["task"],
+                                                                                          arms, hib))
+
+
+def _last_loss(record: Mapping[str, Any]) -> float | None:
+    losses = record["train"].get("loss") or []
+    v = losses[-1] if losses else None
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def analyze_replay(manifest: Mapping[str, Any], records: _Records | ResultStore) -> TaskResult:
+    """Per-arm results of one replay task; the "final" value is the last recorded minibatch loss."""
+    recs = records if isinstance(records, _Records) else _Records(records)
+    arms = [_arm_result(e, recs.many(e["reporting"]), _last_loss) for e in manifest["arms"]]
+    return TaskResult(dict(manifest), manifest["task"], "recorded train loss", False, None, arms,
+                      _compare(manifest["task"], arms, False))
+
+
+def apply_holm(results: Sequence[TaskResult], alpha: float = ALPHA) -> None:
+    """Holm–Bonferroni over every (task × arm) comparison of one protocol run, in place."""
+    comps = [c for r in results for c in r.comparisons]
+    for c, (p, reject) in zip(comps, stats.holm_bonferroni([c.pvalue for c in comps], alpha)):
+        c.holm_p, c.reject = p, reject
+
+
+# ============================================================================================== curves
+def _band(series: Sequence[tuple[Sequence[float], Sequence[float | None]]], bins: int | None = None) -> Any:
+    """Median and min–max over seeds; with ``bins``, each seed's curve is first averaged in step bins."""
+    import numpy as np
+
+    if not series:
+        return [], [], [], []
+    max_step = max((max(s) for s, _ in series if len(s)), default=0)
+    width = max(1, math.ceil((max_step + 1) / bins)) if bins else 1
+    table: dict[float, list[float]] = {}
+    for steps, values in series:
+        per: dict[float, list[float]] = {}
+        for s, v in zip(steps, values):
+            x = (s // width) * width + (width - 1) / 2 if bins else float(s)
+            per.setdefault(x, []).append(math.nan if v is None else float(v))
+        for x, vs in per.items():
+            table.setdefault(x, []).append(float(np.nanmean(vs)) if np.isfinite(vs).any() else math.nan)
+    xs = sorted(table)
+    n = len(series)
+    mat = np.full((len(xs), n), np.nan)
+    for i, x in enumerate(xs):
+        mat[i, : len(table[x])] = table[x]
+    mat[~np.isfinite(mat)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns after divergence
+        return xs, np.nanmedian(mat, 1), np.nanmin(mat, 1), np.nanmax(mat, 1)
+
+
+def _bands(task: TaskResult, curve: str, metric: str | None = None, bins: int | None = None) -> list[Any]:
+    from andi.bench.plots import Band, arm_style
+
+    out = []
+    for i, a in enumerate(task.arms):
+        if curve == "train":
+            series = [(r["train"]["steps"], r["train"]["loss"]) for r in a.records]
+        else:
+            series = [(r["eval"].get("steps") or [], r["eval"].get(metric) or []) for r in a.records]
+        xs, med, lo, hi = _band([s for s in series if len(s[0])], bins)
+        if len(xs):
+            out.append(Band(a.label, xs, med, lo, hi, arm_style(a.optimizer, i)))
+    return out
+
+
+# ============================================================================================== writing
+def _env_lines(results: Sequence[TaskResult]) -> list[str]:
+    rec = next((r for t in results for a in t.arms for r in a.records), None)
+    if rec is None:
+        return []
+    v, d = rec.get("versions", {}), rec.get("device", {})
+    return [f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
+            f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
+            f"({d.get('name', '?')}), {d.get('threads', '?')} threads."]
+
+
+def _fair_table(t: TaskResult) -> list[str]:
+    hib = "higher" if t.higher_is_better else "lower"
+    lines = [
+        f"| arm | chosen lr | trials | final test {t.metric} (mean ± std) | n | steps to target | "
+        "time to target (s) | speedup | opt step (ms) | state | peak mem |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in t.arms:
+        lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + (" (at edge)" if a.at_edge else "")
+        n = f"{len(a.finals) - a.n_failed}/{len(a.finals)}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
+        peak = fmt_bytes(a.peak_bytes) + (" (RSS)" if a.peak_kind == "rss" and a.peak_bytes else "")
+        lines.append(
+            f"| {a.label} | {lr} | {a.trials} | {fmt_mean_std(a.summary)} | {n} | {fmt(a.median_steps)} | "
+            f"{fmt(a.median_time)} | {'miss' if a.speedup == 0 else fmt(a.speedup, 3)} | "
+            f"{fmt(a.step_time_s * 1e3, 3)} | "
+            f"{fmt_bytes(a.state_bytes)} | {peak} |"
+        )
+    target = "—" if t.target is None else fmt(t.target)
+    lines += ["", f"Metric: test {t.metric} at the end of the schedule ({hib} is better). Target = median final "
+                  f"{t.metric} of tuned {t.manifest.get('reference_arm', 'adamw')} over reporting seeds (with an "
+                  f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
+                  "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
+                  "speedup = AdamW's time to target / the arm's."]
+    return lines
+
+
+def _comparison_lines(t: TaskResult, name: str = "test") -> list[str]:
+    if not t.comparisons:
+        return ["No comparison possible (fewer than 2 finite results per arm)."]
+    lines = [f"| arm | best other arm | mean diff ({name}) | 95 % CI | paired one-sided p | Holm p | "
+             "Welch t (df) | Welch two-sided p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in t.comparisons:
+        ci = "—" if math.isnan(c.diff.ci_low) else f"[{fmt(c.diff.ci_low)}, {fmt(c.diff.ci_high)}]"
+        w = c.welch
+        paired_p = fmt(c.paired.pvalue if c.paired else None, 3)
+        welch_t = f"{fmt(w.statistic, 3)} ({fmt(w.df, 3)})" if w else "—"
+        cells = [t.arm(c.arm).label, t.arm(c.other).label, fmt(c.diff.mean), ci, paired_p, fmt(c.holm_p, 3),
+                 welch_t, fmt(w.pvalue if w else None, 3), c.verdict]
+        lines.append("| " + " | ".join(cells) + " |")
+    andi = next((c for c in t.comparisons if t.arm(c.arm).optimizer.startswith("andi")), None)
+    if andi is not None and andi.welch is not None:
+        w = andi.welch
+        lines += ["", f"**ANDI vs the best other arm ({t.arm(andi.other).label})**: Welch t = {fmt(w.statistic, 3)}, "
+                      f"df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired one-sided "
+                      f"p = {fmt(andi.paired.pvalue if andi.paired else None, 3)}, Holm-adjusted "
+                      f"{fmt(andi.holm_p, 3)} → **{andi.verdict}** (α = {ALPHA})."]
+    return lines
+
+
+def _lr_plot(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path:
+    from andi.bench.plots import LrSeries, arm_style, save_lr_sensitivity
+
+    series = [LrSeries(a.label, [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning], a.chosen_lr,
+                       arm_style(a.optimizer, i)) for i, a in enumerate(t.arms) if a.tuning]
+    return save_lr_sensitivity(path, f"{t.task}: lr sensitivity", series, ylabel, logy)
+
+
+def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
+    from andi.bench.plots import Panel, arm_style, save_panels, save_profiles
+
+    m = group[0].manifest
+    spec = m["spec"]
+    lines = [f"## Protocol `{m['protocol']}` — size `{m['size']}`", "", spec.get("description", ""), ""]
+    if not spec.get("evidence", True):
+        lines += ["> **Demonstration, not evidence**: too few seeds and grid points for a claim. "
+                  "Use `andi-bench run --protocol fair` for results.", ""]
+    ks = spec["ks"]
+    lines += [f"lr grid per arm: base × {spec['factor']:g}^k, k ∈ {{{ks[0]}, …, {ks[-1]}}} ({len(ks)} points), "
+              f"edge extension {spec['edge_extension']} points; tuning seeds {spec['tuning_seeds']}, reporting "
+              f"seeds {spec['reporting_seeds']}; schedule {spec['schedule']} (warmup {spec['warmup_frac']:g}, "
+              f"decay {spec['decay_frac']:g}); selection on the final validation metric, report on test.", ""]
+    fig1 = []
+    for t in group:
+        lines += [f"### {t.task}", "", *_fair_table(t), "", *_comparison_lines(t), ""]
+        if fig_dir is not None:
+            panels = [Panel("train loss (bin means)", _bands(t, "train", bins=50), "train loss",
+                            logy=t.task == "saddle"),
+                      Panel(f"test {t.metric}", _bands(t, "eval", t.metric), t.metric,
+                            logy=t.task == "saddle" and not t.higher_is_better)]
+            p1 = save_panels(fig_dir / f"{prefix}-{t.task}-curves.png", panels, f"{t.task}: median and "
+                             "min–max over reporting seeds")
+            p2 = _lr_plot(t, fig_dir / f"{prefix}-{t.task}-lr.png", f"final validation {t.metric}",
+                          t.task == "saddle" and not t.higher_is_better)
+            lines += [f"![{t.task} curves]({rel / p1.name})", "", f"![{t.task} lr sensitivity]({rel / p2.name})", ""]
+            if t.task in _FIG1_ORDER:
+                fig1.append(Panel(_FIG1_TITLES[t.task], _bands(t, "train", bins=50), "training loss (bin means)",
+                                  logy=t.task == "saddle"))
+    if fig_dir is not None and fig1:
+        order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
+        fig1.sort(key=lambda p: order[p.title])
+        p = save_panels(fig_dir / f"{prefix}-figure1.png", fig1, "Training loss as in the paper's Figure 1 (means "
+                        "over 50 step bins; median and min–max over reporting seeds)")
+        lines += ["### Figure-1 layout (training loss; the tables above use held-out metrics)", "",
+                  f"![figure 1]({rel / p.name})", ""]
+    lines += _aggregate(group, fig_dir, prefix, rel, save_profiles, arm_style)
+    return lines
+
+
+def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path, save_profiles: Any,
+               arm_style: Any) -> list[str]:
+    tasks = [t for t in group if t.target is not None]
+    if not tasks:
+        return []
+    labels = {a.arm: (a.label, a.optimizer) for t in tasks for a in t.arms}
+    times = {arm: {t.task: t.arm(arm).median_time for t in tasks if any(a.arm == arm for a in t.arms)}
+             for arm in labels}
+    steps = {arm: {t.task: t.arm(arm).median_steps for t in tasks if any(a.arm == arm for a in t.arms)}
+             for arm in labels}
+    ref = group[0].manifest.get("reference_arm", "adamw")
+    rt, rs = stats.performance_ratios(times), stats.performance_ratios(steps)
+    lines = [f"### Across tasks ({len(tasks)} task(s))", "",
+             "| arm | AlgoPerf score (time) | AlgoPerf score (steps) | geomean speedup vs AdamW (time) | "
+             "geomean speedup (steps) | tasks reaching target |", "|---|---|---|---|---|---|"]
+    for arm, (label, _) in labels.items():
+        reached = sum(math.isfinite(v) for v in times[arm].values())
+        gt = stats.geometric_mean_speedup(times, arm, ref, R_MAX) if ref in times else math.nan
+        gs = stats.geometric_mean_speedup(steps, arm, ref, R_MAX) if ref in steps else math.nan
+        lines.append(f"| {label} | {fmt(stats.algoperf_score(rt[arm], R_MAX), 3)} | "
+                     f"{fmt(stats.algoperf_score(rs[arm], R_MAX), 3)} | {fmt(gt, 3)} | {fmt(gs, 3)} | "
+                     f"{reached}/{len(times[arm])} |")
+    lines += ["", f"AlgoPerf score B = 1/(r_max − 1) ∫₁^r_max ρ(τ) dτ with r_max = {R_MAX:g} (1 = fastest on every "
+                  "task). In the geometric mean a miss counts as r = r_max (our choice).", ""]
+    if fig_dir is not None:
+        p = save_profiles(fig_dir / f"{prefix}-profile.png",
+                          {"wall-clock": {labels[a][0]: list(rt[a].values()) for a in labels},
+                           "steps": {labels[a][0]: list(rs[a].values()) for a in labels}}, R_MAX,
+                          {labels[a][0]: arm_style(labels[a][1], i) for i, a in enumerate(labels)})
+        lines += [f"![performance profiles]({rel / p.name})", ""]
+    return lines
+
+
+def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
+    from andi.bench.plots import Panel, save_panels
+
+    m = group[0].manifest
+    paper = dict(m["spec"].get("paper_andi_lr", []))
+    lines = [f"## Protocol `replay` (the paper's script) — size `{m['size']}`", "",
+             f"{m['steps']} steps, pre-update minibatch loss recorded every {m['record_every']} steps, seeds "
+             f"{m['seeds']}, constant lr, ANDI searched on seed {m['spec']['search_seed']} only; AdamW and the "
+             "script's \"Muon\" untuned. Reproduces the paper's numbers; its flaws are listed in protocol.md §(b).",
+             ""]
+    fig1 = []
+    for t in group:
+        seeds = m["seeds"]
+        lines += [f"### {t.task}", "", "| arm | lr | trials | " + " | ".join(f"loss @ last record, seed {s}"
+                                                                     for s in seeds)
+                  + " | mean | opt step (ms) | state | peak mem |", "|---|---|---|" + "---|" * len(seeds)
+                  + "---|---|---|---|"]
+        for a in t.arms:
+            per = dict(zip(a.seeds, a.finals))
+            lines.append(f"| {a.label} | {fmt(a.chosen_lr)} | {a.trials or 'fixed'} | "
+                         + " | ".join(fmt(per.get(s)) for s in seeds)
+                         + f" | {fmt(a.summary.mean)} | {fmt(a.step_time_s * 1e3, 3)} | {fmt_bytes(a.state_bytes)}"
+                         f" | {fmt_bytes(a.peak_bytes)} |")
+        andi = next((a for a in t.arms if a.tuning), None)
+        if andi is not None:
+            lines += ["", f"ANDI grid search (seed {m['spec']['search_seed']}; lowest last recorded loss wins, "
+                          f"NaN skipped): " + ", ".join(f"{fmt(e['lr'])} → {fmt(e['score'])}" for e in andi.tuning)
+                      + f". Chosen {fmt(andi.chosen_lr)}; the paper reports {fmt(paper.get(t.task))}."]
+        lines += ["", *_comparison_lines(t, "loss"), "", "_Two seeds, one of them the tuning seed: not evidence._", ""]
+        if fig_dir is not None:
+            if andi is not None:
+                p = _lr_plot(t, fig_dir / f"{prefix}-{t.task}-lr.png", "loss at last record", t.task == "saddle")
+                lines += [f"![{t.task} ANDI lr search]({rel / p.name})", ""]
+            if t.task in _FIG1_ORDER:
+                fig1.append(Panel(_FIG1_TITLES[t.task], _bands(t, "train"), "training loss (minibatch)",
+                                  logy=t.task == "saddle"))
+    if fig_dir is not None and fig1:
+        order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
+        fig1.sort(key=lambda p: order[p.title])
+        p = save_panels(fig_dir / f"{prefix}-figure1.png", fig1, "Replay of the paper's Figure 1 (median and "
+                        "range over seeds 42, 1337)")
+        lines += ["### Figure 1 (replay)", "", f"![figure 1 replay]({rel / p.name})", ""]
+    return lines
+
+
+def generate_report(results_dir: str | Path, out: str | Path | None = None, *, figures: bool = True) -> Path:
+    """Write ``report.md`` (default: in ``results_dir``) and PNGs under ``figures/`` next to it."""
+    results_dir = Path(results_dir)
+    store = ResultStore(results_dir)
+    manifests = store.manifests()
+    if not manifests:
+        raise FileNotFoundError(f"no manifest-*.json in {results_dir}: run `andi-bench quick` or "
+                                "`andi-bench run` with --out pointing there first")
+    out = Path(out) if out is not None else results_dir / "report.md"
+    fig_dir = out.parent / "figures" if figures else None
+    recs = _Records(store)
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for m in manifests:
+        groups.setdefault((m["kind"], m["protocol"], m["size"]), []).append(m)
+    lines = ["# andi-bench report", "", f"Results directory: `{results_dir}`.", ""]
+    body: list[str] = []
+    analysed: list[TaskResult] = []
+    order = {t: i for i, t in enumerate(_FIG1_ORDER)}
+    for (kind, protocol, size), ms in sorted(groups.items(), key=lambda kv: (kv[0][0] == "replay", kv[0])):
+        ms.sort(key=lambda m: (order.get(m["task"], len(order)), m["task"]))
+        prefix = f"{protocol}-{size}"
+        if kind == "replay":
+            group = [analyze_replay(m, recs) for m in ms]
+            apply_holm(group)
+            body += _replay_section(group, fig_dir, prefix, Path("figures"))
+        else:
+            group = [analyze_fair(m, recs) for m in ms]
+            apply_holm(group)
+            body += _fair_section(group, fig_dir, prefix, Path("figures"))
+        analysed += group
+    lines += [*_env_lines(analysed), ""]
+    if recs.missing:
+        lines += [f"> **{len(recs.missing)} record(s) named by a manifest are missing or corrupt** and were left "
+                  "out; re-run the same command to recompute them.", ""]
+    lines += body
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return out

@@ -1,0 +1,426 @@
+"""Statistics for benchmark reports: summaries, t-tests, Holm–Bonferroni, time-to-target, AlgoPerf profiles.
+
+Everything here is plain Python (``math`` only) so that the library does not depend on SciPy; the tests
+check every quantity against ``scipy.stats`` where SciPy has an equivalent.
+
+Student's t distribution is computed through the regularized incomplete beta function,
+
+.. math::
+    P(|T_\\nu| > |t|) = I_{\\nu / (\\nu + t^2)}\\left(\\tfrac{\\nu}{2}, \\tfrac{1}{2}\\right),
+
+evaluated with the modified Lentz continued fraction (Numerical Recipes §6.4); quantiles invert the CDF
+by bracketing and bisection. ``df`` may be fractional (Welch).
+
+Conventions (protocol.md, "Statistics" and "Aggregation across tasks"):
+
+* ``std`` is the sample standard deviation (``ddof=1``); the 95 % CI of a mean is
+  ``mean ± t_{0.975, n-1} · std / sqrt(n)``.
+* Time-to-target is ``inf`` when a run never reaches the target; a comparison "reaches" the target when
+  ``value <= target`` (lower is better) or ``value >= target`` (higher is better).
+* AlgoPerf score with ``r_max = 4``: ``B_s = 1/(r_max - 1) ∫_1^{r_max} ρ_s(τ) dτ``, which for the step
+  function ρ_s equals the mean over tasks of ``max(0, r_max - r_{s,w}) / (r_max - 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = [
+    "Summary",
+    "TestResult",
+    "algoperf_score",
+    "finite_values",
+    "geometric_mean_speedup",
+    "holm_bonferroni",
+    "lower_median",
+    "median",
+    "paired_ttest",
+    "performance_profile",
+    "performance_ratios",
+    "steps_to_target",
+    "summarize",
+    "t_cdf",
+    "t_ppf",
+    "t_sf",
+    "target_value",
+    "time_to_target",
+    "welch_ttest",
+]
+
+Alternative = Literal["two-sided", "less", "greater"]
+
+_CF_MAX_ITER = 500
+_CF_EPS = 1e-15
+_CF_TINY = 1e-300
+
+
+# ----------------------------------------------------------------------------------------- t distribution
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > _CF_TINY else _CF_TINY)
+    h = d
+    for m in range(1, _CF_MAX_ITER + 1):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _CF_TINY else _CF_TINY)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _CF_TINY else _CF_TINY
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > _CF_TINY else _CF_TINY)
+        c = 1.0 + aa / c
+        c = c if abs(c) > _CF_TINY else _CF_TINY
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < _CF_EPS:
+            return h
+    raise ArithmeticError(f"incomplete beta continued fraction did not converge (a={a}, b={b}, x={x})")
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+    if not 0.0 <= x <= 1.0:
+        raise ValueError(f"x must lie in [0, 1], got {x}")
+    if x in (0.0, 1.0):
+        return x
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    front = math.exp(log_front)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def _check_df(df: float) -> None:
+    if not df > 0 or math.isinf(df):
+        raise ValueError(f"degrees of freedom must be positive and finite, got {df}")
+
+
+def t_sf(t: float, df: float) -> float:
+    """Survival function P(T > t) of Student's t distribution with ``df`` degrees of freedom."""
+    _check_df(df)
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))  # P(T > |t|)
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_cdf(t: float, df: float) -> float:
+    """Cumulative distribution P(T <= t) of Student's t distribution."""
+    _check_df(df)
+    if math.isnan(t):
+        return math.nan
+    if math.isinf(t):
+        return 1.0 if t > 0 else 0.0
+    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_ppf(q: float, df: float) -> float:
+    """Quantile function (inverse CDF) of Student's t distribution, by bracketing and bisection."""
+    _check_df(df)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile level must lie in [0, 1], got {q}")
+    if q == 0.0:
+        return -math.inf
+    if q == 1.0:
+        return math.inf
+    if q == 0.5:
+        return 0.0
+    if q < 0.5:
+        return -t_ppf(1.0 - q, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < q:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e300:
+            return math.inf
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if t_cdf(mid, df) < q:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= 1e-14 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+# ------------------------------------------------------------------------------------------ summaries
+@dataclass(frozen=True)
+class Summary:
+    """Sample summary: ``n``, mean, sample std (ddof=1) and the two-sided 95 % t confidence interval."""
+
+    n: int
+    mean: float
+    std: float
+    ci_low: float
+    ci_high: float
+
+
+def _finite(values: Iterable[float | None]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
+    """Mean, sample standard deviation and t confidence interval of ``values``.
+
+    ``std`` and the interval are ``nan`` for fewer than two values; an empty input gives ``n = 0`` and
+    ``nan`` everywhere. Non-finite inputs are the caller's business (they propagate).
+    """
+    xs = [float(v) for v in values]
+    n = len(xs)
+    if n == 0:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan)
+    mean = math.fsum(xs) / n
+    if n == 1:
+        return Summary(1, mean, math.nan, math.nan, math.nan)
+    var = math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
+    std = math.sqrt(var)
+    half = t_ppf(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
+    return Summary(n, mean, std, mean - half, mean + half)
+
+
+def median(values: Iterable[float]) -> float:
+    """Median that tolerates ``inf`` (a miss) and returns ``nan`` for an empty input."""
+    xs = sorted(float(v) for v in values)
+    n = len(xs)
+    if n == 0:
+        return math.nan
+    mid = n // 2
+    if n % 2:
+        return xs[mid]
+    return (xs[mid - 1] + xs[mid]) / 2.0  # a finite value and inf give inf; -inf and inf give nan
+
+
+def lower_median(values: Iterable[float]) -> float:
+    """The ``ceil(n/2)``-th smallest value: the median for odd ``n``, the lower middle value for even ``n``.
+
+    Used for times to target: it is the time by which half of the seeds have reached the target, so an even
+    number of seeds with half of them missing still gives a finite time. ``nan`` for an empty input.
+    """
+    xs = sorted(float(v) for v in values)
+    return xs[(len(xs) + 1) // 2 - 1] if xs else math.nan
+
+
+def target_value(finals: Iterable[float | None], higher_is_better: bool) -> float:
+    """Time-to-target target from the reference arm's final metrics: the ``(floor(n/2) + 1)``-th best value.
+
+    This is the median for an odd number of seeds and the worse of the two middle values for an even number
+    (more than half of the reference runs reach it). Failed runs (``None``/non-finite) count as the worst.
+    """
+    worst = -math.inf if higher_is_better else math.inf
+    xs = [worst if v is None or not math.isfinite(v) else float(v) for v in finals]
+    if not xs:
+        return math.nan
+    xs.sort(reverse=higher_is_better)  # best first
+    return xs[len(xs) // 2]
+
+
+# ------------------------------------------------------------------------------------------- t-tests
+@dataclass(frozen=True)
+class TestResult:
+    """A t-test: statistic, degrees of freedom, p-value and the alternative it was computed for."""
+
+    statistic: float
+    df: float
+    pvalue: float
+    alternative: Alternative
+
+    __test__ = False  # not a pytest test class
+
+
+def _pvalue(t: float, df: float, alternative: Alternative) -> float:
+    if math.isnan(t) or math.isnan(df):
+        return math.nan
+    if alternative == "two-sided":
+        return min(1.0, 2.0 * t_sf(abs(t), df))
+    if alternative == "greater":
+        return t_sf(t, df)
+    if alternative == "less":
+        return t_cdf(t, df)
+    raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}")
+
+
+def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
+    n = len(xs)
+    mean = math.fsum(xs) / n
+    return mean, math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
+
+
+def welch_ttest(a: Sequence[float], b: Sequence[float], alternative: Alternative = "two-sided") -> TestResult:
+    """Welch's unequal-variance t-test of ``mean(a) - mean(b)``.
+
+    .. math::
+        t = \\frac{\\bar a - \\bar b}{\\sqrt{s_a^2/n_a + s_b^2/n_b}}, \\qquad
+        \\nu = \\frac{(s_a^2/n_a + s_b^2/n_b)^2}{\\frac{(s_a^2/n_a)^2}{n_a-1} + \\frac{(s_b^2/n_b)^2}{n_b-1}}
+
+    ``alternative="less"`` tests H1: mean(a) < mean(b). Each sample needs at least two values; with zero
+    variance in both samples the statistic is ``±inf`` (p = 0 or 1) or ``nan`` when the means are equal.
+    """
+    xa, xb = [float(v) for v in a], [float(v) for v in b]
+    if len(xa) < 2 or len(xb) < 2:
+        raise ValueError(f"Welch's t-test needs at least 2 values per sample, got {len(xa)} and {len(xb)}")
+    ma, va = _mean_var(xa)
+    mb, vb = _mean_var(xb)
+    sa, sb = va / len(xa), vb / len(xb)
+    se2 = sa + sb
+    if se2 == 0.0:
+        diff = ma - mb
+        t = math.nan if diff == 0 else math.copysign(math.inf, diff)
+        df = float(len(xa) + len(xb) - 2)
+    else:
+        t = (ma - mb) / math.sqrt(se2)
+        df = se2**2 / (sa**2 / (len(xa) - 1) + sb**2 / (len(xb) - 1))
+    return TestResult(t, df, _pvalue(t, df, alternative), alternative)
+
+
+def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: Alternative = "two-sided") -> TestResult:
+    """Paired t-test on ``d_i = a_i - b_i`` (seed-paired results): ``t = mean(d) / (std(d) / sqrt(n))``.
+
+    ``alternative="less"`` tests H1: mean(d) < 0 (``a`` lower than ``b``). Needs ``n >= 2`` pairs.
+    """
+    xa, xb = [float(v) for v in a], [float(v) for v in b]
+    if len(xa) != len(xb):
+        raise ValueError(f"paired t-test needs samples of equal length, got {len(xa)} and {len(xb)}")
+    if len(xa) < 2:
+        raise ValueError(f"paired t-test needs at least 2 pairs, got {len(xa)}")
+    d = [x - y for x, y in zip(xa, xb)]
+    md, vd = _mean_var(d)
+    df = float(len(d) - 1)
+    t = (math.nan if md == 0 else math.copysign(math.inf, md)) if vd == 0.0 else md / math.sqrt(vd / len(d))
+    return TestResult(t, df, _pvalue(t, df, alternative), alternative)
+
+
+def holm_bonferroni(pvalues: Sequence[float], alpha: float = 0.05) -> list[tuple[float, bool]]:
+    """Holm's step-down correction: ``(adjusted p, reject)`` for each input, in input order.
+
+    With the m p-values sorted ascending, ``p_adj(i) = max_{j<=i} min(1, (m - j + 1) p_(j))`` and H_i is
+    rejected when ``p_adj(i) <= alpha``. A ``nan`` p-value (test not computable) counts as 1.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
+    ps = [1.0 if p is None or math.isnan(p) else float(p) for p in pvalues]
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    adjusted = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        adjusted[i] = running
+    return [(p, p <= alpha) for p in adjusted]
+
+
+# ----------------------------------------------------------------------------------- time-to-target
+def _reaches(value: float | None, target: float, higher_is_better: bool) -> bool:
+    if value is None or not math.isfinite(value):
+        return False
+    return value >= target if higher_is_better else value <= target
+
+
+def steps_to_target(
+    steps: Sequence[int], values: Sequence[float | None], target: float, higher_is_better: bool
+) -> float:
+    """First evaluation step whose value reaches ``target`` (``inf`` when none does)."""
+    if len(steps) != len(values):
+        raise ValueError(f"steps and values differ in length ({len(steps)} vs {len(values)})")
+    for s, v in zip(steps, values):
+        if _reaches(v, target, higher_is_better):
+            return float(s)
+    return math.inf
+
+
+def time_to_target(
+    cumulative_s: Sequence[float], values: Sequence[float | None], target: float, higher_is_better: bool
+) -> float:
+    """Cumulative training time (evaluation excluded) at the first evaluation that reaches ``target``."""
+    if len(cumulative_s) != len(values):
+        raise ValueError(f"times and values differ in length ({len(cumulative_s)} vs {len(values)})")
+    for t, v in zip(cumulative_s, values):
+        if _reaches(v, target, higher_is_better):
+            return float(t)
+    return math.inf
+
+
+# ---------------------------------------------------------------------------------- AlgoPerf scoring
+def performance_ratios(times: Mapping[str, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """``r_{s,w} = t_{s,w} / min_s t_{s,w}`` for every arm ``s`` and task ``w``.
+
+    ``times[arm][task]`` is a time (or step count) to target, ``inf`` for a miss. A task that every arm
+    misses gives ``inf`` for every arm (no one gets credit). Tasks missing for an arm count as misses.
+    """
+    tasks = sorted({w for per_arm in times.values() for w in per_arm})
+    ratios: dict[str, dict[str, float]] = {s: {} for s in times}
+    for w in tasks:
+        col = {s: float(times[s].get(w, math.inf)) for s in times}
+        for s, t in col.items():
+            if t < 0 or math.isnan(t):
+                raise ValueError(f"time to target must be >= 0 or inf, got {t} for {s!r} on {w!r}")
+        best = min(col.values())
+        for s, t in col.items():
+            if math.isinf(best) or math.isinf(t):
+                ratios[s][w] = math.inf
+            elif best == 0.0:
+                ratios[s][w] = 1.0 if t == 0.0 else math.inf
+            else:
+                ratios[s][w] = t / best
+    return ratios
+
+
+def performance_profile(ratios: Mapping[str, float], taus: Sequence[float]) -> list[float]:
+    """AlgoPerf performance profile ``ρ_s(τ)``: the fraction of tasks with ``r_{s,w} <= τ``."""
+    rs = list(ratios.values())
+    if not rs:
+        return [math.nan for _ in taus]
+    return [sum(r <= tau for r in rs) / len(rs) for tau in taus]
+
+
+def algoperf_score(ratios: Mapping[str, float], r_max: float = 4.0) -> float:
+    """AlgoPerf benchmark score ``B_s = 1/(r_max - 1) ∫_1^{r_max} ρ_s(τ) dτ`` (1 = best on every task)."""
+    if r_max <= 1:
+        raise ValueError(f"r_max must exceed 1, got {r_max}")
+    rs = list(ratios.values())
+    if not rs:
+        return math.nan
+    return math.fsum(max(0.0, r_max - max(r, 1.0)) for r in rs) / ((r_max - 1.0) * len(rs))
+
+
+def geometric_mean_speedup(
+    times: Mapping[str, Mapping[str, float]], arm: str, baseline: str = "adamw", r_max: float = 4.0
+) -> float:
+    """Geometric mean over tasks of ``t_baseline / t_arm``.
+
+    A miss counts as ``r = r_max`` (time = ``r_max`` × the best arm's time on that task) — our choice,
+    stated in the report. Tasks that every arm misses carry no information and are skipped; ``nan`` when
+    no task remains.
+    """
+    if arm not in times or baseline not in times:
+        raise KeyError(f"need times for both {arm!r} and {baseline!r}")
+    logs = []
+    for w in sorted(set(times[arm]) | set(times[baseline])):
+        col = [float(times[s].get(w, math.inf)) for s in times]
+        best = min(col)
+        if math.isinf(best) or best <= 0.0:
+            continue
+
+        def capped(t: float, best: float = best) -> float:
+            return min(t, r_max * best)
+
+        logs.append(
+            math.log(capped(times[baseline].get(w, math.inf))) - math.log(capped(times[arm].get(w, math.inf)))
+        )
+    if not logs:
+        return math.nan
+    return math.exp(math.fsum(logs) / len(logs))
+
+
+def finite_values(values: Iterable[float | None]) -> list[float]:
+    """The finite floats of ``values`` (``None``, NaN and inf dropped)."""
+    return _finite(values)

@@ -1,0 +1,135 @@
+"""The ``andi-bench`` command line: argument handling with a fake runner, and ``quick`` for real at smoke size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from _bench_fakes import CountingRun
+
+import andi.bench.runner as runner_mod
+from andi.bench import cli
+
+
+@pytest.fixture
+def fake_runner(monkeypatch: pytest.MonkeyPatch) -> CountingRun:
+    fake = CountingRun()
+    monkeypatch.setattr(runner_mod, "run", fake)
+    return fake
+
+
+def test_run_fair_with_fake_runner_then_report(tmp_path: Path, fake_runner: CountingRun,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "res"
+    argv = ["run", "--protocol", "fair", "--task", "saddle", "--optimizers", "andi,muon", "--size", "smoke",
+            "--steps", "30", "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    # adamw is added; 8-point grid on 1 tuning seed (+2 if an edge winner) and 5 reporting seeds per arm
+    manifest = json.loads((out / "manifest-fair-saddle-smoke.json").read_text())
+    assert [a["arm"] for a in manifest["arms"]] == ["adamw", "andi", "muon"]
+    assert len(fake_runner.calls) == sum(a["trials"] + 5 for a in manifest["arms"])
+    assert (out / "report.md").exists()
+    assert "report:" in capsys.readouterr().out
+
+    fake_runner.calls.clear()
+    assert cli.main(argv) == 0  # resumed: nothing recomputed
+    assert fake_runner.calls == []
+    assert cli.main(["report", str(out), "--no-figures", "--out", str(tmp_path / "r.md")]) == 0
+    assert (tmp_path / "r.md").read_text().startswith("# andi-bench report")
+
+
+def test_run_replay_with_fake_runner(tmp_path: Path, fake_runner: CountingRun) -> None:
+    argv = ["run", "--protocol", "replay", "--task", "gpt", "--size", "smoke", "--steps", "20", "--out",
+            str(tmp_path), "--no-report"]
+    assert cli.main(argv) == 0
+    assert len(fake_runner.calls) == 6 + 1 + 4
+    assert not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--protocol", "replay", "--optimizers", "andi"], "fixed arms"),
+        (["run", "--protocol", "fair", "--reporting-seeds", "0,1001,1002"], "disjoint"),
+        (["run", "--protocol", "fair", "--reporting-seeds", "1001,1002"], "at least 3"),
+        (["run", "--protocol", "fair", "--optimizers", "andi,nope"], "unknown arm"),
+        (["quick", "--threads", "0"], ">= 1"),
+    ],
+)
+def test_run_rejects_bad_arguments(tmp_path: Path, argv: list[str], message: str, fake_runner: CountingRun) -> None:
+    with pytest.raises(SystemExit, match=message):
+        cli.main([*argv, "--out", str(tmp_path)])
+    assert fake_runner.calls == []
+
+
+def test_report_on_missing_results(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="no manifest"):
+        cli.main(["report", str(tmp_path)])
+    with pytest.raises(SystemExit, match="not a directory"):
+        cli.main(["report", str(tmp_path / "nope")])
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("tasks:", "saddle", "cifar", "gpt", "optimizers:", "protocols:", "replay", "fair", "quick"):
+        assert word in out
+
+
+def test_step_forwards_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    import andi.bench.stepbench as stepbench
+
+    seen = []
+    monkeypatch.setattr(stepbench, "cli_main", lambda argv: seen.append(argv) or 3)
+    assert cli.main(["step", "--help", "--x", "1"]) == 3
+    assert seen == [["--help", "--x", "1"]]
+
+
+def test_python_dash_m_help() -> None:
+    res = subprocess.run([sys.executable, "-m", "andi.bench", "--help"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "quick" in res.stdout and "report" in res.stdout
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Intra-op threads spin badly on an oversubscribed CPU (parallel test jobs): run the real tasks on one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.filterwarnings("ignore:.*approximate CIFAR-10 copy:UserWarning")
+def test_quick_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    """The real runner and tasks at smoke size: the CI path of ``andi-bench quick``."""
+    monkeypatch.setenv("CI", "true")
+    t0 = time.perf_counter()
+    assert cli.main(["quick", "--size", "smoke", "--out", str(tmp_path)]) == 0
+    elapsed = time.perf_counter() - t0
+    md = (tmp_path / "report.md").read_text()
+    for task in ("saddle", "cifar", "gpt"):
+        assert f"### {task}" in md
+        manifest = json.loads((tmp_path / f"manifest-quick-{task}-smoke.json").read_text())
+        assert [a["arm"] for a in manifest["arms"]] == ["adamw", "muon", "andi"]
+        assert all(a["trials"] == 3 and len(a["reporting"]) == 2 for a in manifest["arms"])
+    assert (tmp_path / "figures" / "quick-smoke-figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert elapsed < 120, f"quick --size smoke took {elapsed:.0f} s"
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*approximate CIFAR-10 copy:UserWarning")
+def test_quick_cpu_within_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+    """The default ``andi-bench quick``: within 5 minutes on 2 cores, even with one effective thread."""
+    monkeypatch.setenv("CI", "true")
+    t0 = time.perf_counter()
+    assert cli.main(["quick", "--out", str(tmp_path)]) == 0
+    assert time.perf_counter() - t0 < 300
+    assert (tmp_path / "figures" / "quick-cpu-figure1.png").exists()
