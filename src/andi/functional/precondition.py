@@ -72,8 +72,16 @@ def gradient_stats(grad: Tensor, *, min_dim: int) -> AndiStats:
     g = grad.to(compute_dtype(grad.dtype))
     if uses_equilibration(g.shape, min_dim):
         mat = as_matrix(g)
-        row = torch.linalg.vector_norm(mat, dim=1, keepdim=True)
-        col = torch.linalg.vector_norm(mat, dim=0, keepdim=True)
+        if mat.device.type == "cpu":
+            # The CPU kernel for a norm over dim 0 walks the matrix column by column (about 10x slower than a
+            # contiguous pass at 1024x1024; measured in the README's performance section). Squaring once and
+            # reducing the square along both dims reads memory contiguously.
+            squares = mat * mat
+            row = squares.sum(dim=1, keepdim=True).sqrt_()
+            col = squares.sum(dim=0, keepdim=True).sqrt_()
+        else:
+            row = torch.linalg.vector_norm(mat, dim=1, keepdim=True)
+            col = torch.linalg.vector_norm(mat, dim=0, keepdim=True)
         return AndiStats(torch.linalg.vector_norm(row), row, col)
     return AndiStats(torch.linalg.vector_norm(g), None, None)
 
