@@ -24,9 +24,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_slow = pytest.mark.skip(reason="slow benchmark/training: set ANDI_RUN_SLOW=1 to run")
     skip_gpu = pytest.mark.skip(reason="needs CUDA (none available)")
     for item in items:
-        if "slow" in item.keywords and not run_slow:
+        # get_closest_marker, not item.keywords: a folder named tests/gpu would make every test in it a "gpu" keyword.
+        if item.get_closest_marker("slow") is not None and not run_slow:
             item.add_marker(skip_slow)
-        if "gpu" in item.keywords and not has_cuda:
+        if item.get_closest_marker("gpu") is not None and not has_cuda:
             item.add_marker(skip_gpu)
 
 

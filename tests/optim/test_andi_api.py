@@ -275,3 +275,20 @@ def test_without_unscale_the_step_differs():
     _loss(b).backward()
     oa.step(), ob.step()
     assert not torch.allclose(a[0].weight, b[0].weight, rtol=1e-3)
+
+
+def test_fused_and_foreach_together_raise():
+    with pytest.raises(ValueError, match="cannot be `True` together"):
+        ANDI(_model().parameters(), fused=True, foreach=True)
+    with pytest.raises(ValueError, match="Invalid fused value"):
+        ANDI(_model().parameters(), fused="auto")
+
+
+def test_default_foreach_policy():
+    from andi.functional.andi import default_foreach
+
+    big = [torch.zeros(1024, 1024) for _ in range(4)]
+    small = [torch.zeros(64, 64) for _ in range(50)]
+    assert default_foreach(big) is False  # CPU, large tensors: the loop stays in cache
+    assert default_foreach(small) is True  # CPU, many small tensors: fewer Python dispatches
+    assert default_foreach([nn.Parameter(t) for t in small]) is True

@@ -155,3 +155,11 @@ def test_tiny_conv_net_loss_drops_3x():
         opt.step()
         losses.append(loss.item())
     assert min(losses[-10:]) < losses[0] / 3
+
+
+@pytest.mark.compile
+def test_fused_compiled_step_on_cpu_agrees_with_the_loop():
+    a, b = _mlp(), _mlp()
+    _train(a, ANDI(a.parameters(), foreach=False, weight_decay=0.05), 8)
+    _train(b, ANDI(b.parameters(), fused=True, weight_decay=0.05), 8)
+    assert _max_rel_diff(a, b) <= 1e-6

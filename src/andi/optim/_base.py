@@ -43,7 +43,8 @@ def check_distinct_params(params: Iterable[Tensor]) -> None:
 
 
 _FOREACH_DOC = """foreach (bool, optional): use the multi-tensor (``torch._foreach_*``) implementation.
-            ``None`` picks it for plain dense tensors on any device (measured faster on CPU and CUDA)."""
+            ``None`` picks it on accelerators, and on CPU only for many small tensors (measured: the single-tensor
+            loop is faster on CPU for large ones, see ``andi.functional.andi.default_foreach``)."""
 _MAXIMIZE_DOC = """maximize (bool): maximize the objective instead of minimizing it (uses Φ(−G) = −Φ(G))."""
 
 DOCS = {"foreach": _FOREACH_DOC, "maximize": _MAXIMIZE_DOC}

@@ -56,6 +56,10 @@ class ANDI(Optimizer):
             bit (eps added to each norm, τ = hypot(‖G‖ + 1e-8, 1) on matrices, first momentum buffer
             (1 + μ)·H₁, math in the parameter dtype, no weight decay).
         {foreach}
+        fused (bool, optional): the fused step (:mod:`andi.functional.fused`): Triton kernels on CUDA when Triton is
+            installed, else one ``torch.compile`` graph over every tensor (no host sync mid-step, hyperparameters as
+            tensors so schedules never recompile). ``None`` picks it for dense tensors on one CUDA device. ``True``
+            also works on CPU, but its first step compiles C++ (tens of seconds).
         {maximize}
         skip_nonfinite (bool): when a gradient holds NaN/Inf, skip that tensor's update and count it in
             :attr:`nonfinite_skips` instead of raising :class:`FloatingPointError` (default False). Either way no
@@ -79,13 +83,14 @@ class ANDI(Optimizer):
         *,
         compat: Literal["paper", "reference"] = "paper",
         foreach: bool | None = None,
+        fused: bool | None = None,
         maximize: bool = False,
         skip_nonfinite: bool = False,
         momentum_dtype: torch.dtype | None = None,
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps, min_dim=min_dim,
-            compat=compat, foreach=foreach, maximize=maximize, skip_nonfinite=skip_nonfinite,
+            compat=compat, foreach=foreach, fused=fused, maximize=maximize, skip_nonfinite=skip_nonfinite,
             momentum_dtype=momentum_dtype,
         )
         _validate(defaults)
@@ -110,6 +115,7 @@ class ANDI(Optimizer):
         for group in self.param_groups:
             group.setdefault("compat", "paper")
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
             group.setdefault("maximize", False)
             group.setdefault("momentum_dtype", None)
             group.setdefault("skip_nonfinite", False)
@@ -158,7 +164,7 @@ class ANDI(Optimizer):
             skipped = andi(
                 params, grads, bufs, lr=group["lr"], momentum=group["momentum"], nesterov=group["nesterov"],
                 weight_decay=group["weight_decay"], eps=group["eps"], min_dim=group["min_dim"],
-                compat=group["compat"], maximize=group["maximize"], foreach=group["foreach"],
+                compat=group["compat"], maximize=group["maximize"], foreach=group["foreach"], fused=group["fused"],
                 skip_nonfinite=group["skip_nonfinite"], momentum_dtype=group["momentum_dtype"],
             )
             self.nonfinite_skips += skipped
@@ -202,8 +208,11 @@ def _validate(group: dict[str, Any]) -> None:
             raise ValueError("compat='reference' keeps momentum in the parameter dtype; momentum_dtype is not allowed")
     if group["skip_nonfinite"] not in (True, False):
         raise ValueError(f"Invalid skip_nonfinite value: {group['skip_nonfinite']!r} (expected a bool)")
-    if group["foreach"] not in (None, True, False):
-        raise ValueError(f"Invalid foreach value: {group['foreach']!r} (expected None, True or False)")
+    for flag in ("foreach", "fused"):
+        if group[flag] not in (None, True, False):
+            raise ValueError(f"Invalid {flag} value: {group[flag]!r} (expected None, True or False)")
+    if group["foreach"] and group["fused"]:
+        raise ValueError("`fused` and `foreach` cannot be `True` together.")
     if group["momentum_dtype"] is not None and not (
         isinstance(group["momentum_dtype"], torch.dtype) and group["momentum_dtype"].is_floating_point
     ):
