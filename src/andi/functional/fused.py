@@ -1,0 +1,346 @@
+r"""The fused ANDI step: one compiled graph (or a handful of Triton kernels) for every tensor of a call.
+
+Same update as :mod:`andi.functional.andi` (``H = Φ(G)``, Nesterov momentum on ``H``, decoupled weight decay), with
+the same signature as ``_multi_tensor_andi`` so the optimizer can dispatch to it with ``fused=True``:
+
+.. math::
+    \begin{aligned}
+    \text{pass 1}&:\ r_i^2 = \textstyle\sum_j M_{ij}^2,\ c_j^2 = \sum_i M_{ij}^2,\ \nu^2 = \sum_i r_i^2 \\
+    \text{pass 2}&:\ \|\hat G\|_F^2 = \textstyle\sum_{ij} \big(M_{ij} / (r_i + c_j + \epsilon)\big)^2,\quad
+        s = \sqrt{\nu^2 + 1} / (\|\hat G\|_F + \epsilon) \\
+    \text{pass 3}&:\ H = s\,\hat G,\ M_t = \mu M_{t-1} + H,\ U = H + \mu M_t,\
+        \theta \leftarrow \theta(1 - \eta\lambda) - \eta U
+    \end{aligned}
+
+Memory traffic. ``‖Ĝ‖_F`` depends on every ``r_i`` and ``c_j``, so it needs its own read of ``G``: the equilibration
+branch reads ``G`` three times and reads and writes the momentum buffer and the parameter once each, **7·N
+elements**, the same as fused AdamW (``G, m, v`` read, ``m, v, θ`` written, ``θ`` read). The global branch (vectors,
+small matrices) needs two reads of ``G``: 6·N. Every intermediate other than the ``O(m + n)`` norms stays in
+registers.
+
+Two implementations, selected by :func:`_fused_andi`:
+
+* ``_compiled_andi`` — a ``torch.compile``'d graph over all the tensors of one call (CPU and CUDA). Hyperparameters
+  enter as 0-dim tensors, so changing ``lr``, ``momentum``, ``weight_decay`` or ``eps`` never recompiles; the graph
+  structure (shapes, dtypes, branch of each tensor, ``nesterov``, ``maximize``) is compiled once per distinct
+  layout, each layout in its own dynamo cache so many parameter groups do not exhaust the recompile limit.
+* ``_triton_andi`` (:mod:`andi.functional._triton`, imported only when Triton and CUDA are present) — at most
+  eight launches per storage dtype whatever the number and shapes of the tensors (tile tables over all tensors,
+  pointer tables instead of stacking).
+
+Non-finite gradients follow the optimizer's contract without a mid-step host sync: the graph computes a finite
+flag per tensor from ``ν`` and gates every store on it (all tensors on the global flag unless
+``skip_nonfinite``), then a single sync at the end raises ``FloatingPointError`` — nothing was modified — or counts
+the skipped tensors. ``compat="reference"`` (the author's script, op by op) and groups spanning several devices use
+the single-tensor path, as ``_multi_tensor_andi`` does.
+
+Precision: reductions and the update run in fp32 for fp16/bf16 tensors (in fp64 for fp64) and are rounded once
+when stored, so for low-precision parameters the fused result is at least as accurate as the foreach path (which
+rounds after each operation); in fp32 every path agrees to 1e-6 relative (tests).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .andi import _raise_nonfinite, _single_tensor_andi
+from .matrix import as_matrix, uses_equilibration
+from .precondition import compute_dtype
+
+__all__ = ["FusedBackend", "default_fused", "fused_backends", "triton_available"]
+
+Compat = Literal["paper", "reference"]
+FusedBackend = Literal["auto", "compile", "triton"]
+
+#: Layouts (shapes, dtypes, flags) compiled at most this many times per process before the oldest is dropped.
+_MAX_CACHED_LAYOUTS = 64
+#: Storage dtypes the Triton kernels take (their arithmetic is fp32); fp64 goes to the compiled graph.
+_TRITON_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Availability and the default selection
+# ----------------------------------------------------------------------------------------------------------------
+def _compile_disabled() -> bool:
+    return os.environ.get("TORCH_COMPILE_DISABLE", "0") not in ("", "0")
+
+
+@functools.cache
+def triton_available() -> bool:
+    """Whether Triton can be imported and a CUDA device is present (the Triton kernels need both)."""
+    if not torch.cuda.is_available():
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def fused_backends(device: torch.device | str) -> list[str]:
+    """The fused implementations usable on ``device``, preferred first (``[]`` when none is)."""
+    device = torch.device(device)
+    backends = []
+    if device.type == "cuda" and triton_available():
+        backends.append("triton")
+    # Inductor generates Triton for CUDA and C++ for CPU; TORCH_COMPILE_DISABLE turns torch.compile into eager.
+    if not _compile_disabled() and (device.type == "cpu" or (device.type == "cuda" and triton_available())):
+        backends.append("compile")
+    return backends
+
+
+def default_fused(params: Sequence[Tensor], *, differentiable: bool = False) -> bool:
+    """What ``fused=None`` means: the fused path for plain dense CUDA tensors on one device when one is usable.
+
+    CPU keeps the foreach path (the compiled CPU graph exists and is correct, but its first call compiles C++ for
+    tens of seconds, which users of ``fused=None`` on CPU did not ask for).
+    """
+    if differentiable or not params:
+        return False
+    devices = {p.device for p in params}
+    if len(devices) != 1:
+        return False
+    (device,) = devices
+    if device.type != "cuda" or not fused_backends(device):
+        return False
+    return all(type(p) in (Tensor, torch.nn.Parameter) and p.layout == torch.strided for p in params)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The graph: pure tensor code, traced once per layout by dynamo
+# ----------------------------------------------------------------------------------------------------------------
+def _andi_graph(
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    hyper: Tensor,
+    lr: Tensor,
+    *,
+    equilibrate: tuple[bool, ...],
+    nesterov: bool,
+    maximize: bool,
+    has_momentum: bool,
+) -> Tensor:
+    """Update ``params`` (and ``bufs`` when ``has_momentum``) in place; return the per-tensor finite flags.
+
+    ``hyper`` is ``[momentum, weight_decay, eps, skip_nonfinite]`` and ``lr`` a 0-dim tensor, both float64 (cast per
+    tensor to its compute dtype inside the graph, which is free). ``skip_nonfinite`` (1 or 0) gates each tensor on
+    its own finite flag, or every tensor on all of them.
+    """
+    norms: list[Tensor] = []
+    stats: list[tuple[Tensor, Tensor] | None] = []
+    for grad, eq in zip(grads, equilibrate):
+        g = grad.to(compute_dtype(grad.dtype))
+        if eq:
+            mat = as_matrix(g)
+            row = torch.linalg.vector_norm(mat, dim=1, keepdim=True)
+            col = torch.linalg.vector_norm(mat, dim=0, keepdim=True)
+            norms.append(torch.linalg.vector_norm(row))
+            stats.append((row, col))
+        else:
+            norms.append(torch.linalg.vector_norm(g))
+            stats.append(None)
+    finite = torch.stack([n.isfinite() for n in norms])
+    all_finite = finite.all()
+    per_tensor_gate = hyper[3] != 0
+
+    for i, (param, grad) in enumerate(zip(params, grads)):
+        work = compute_dtype(grad.dtype)
+        momentum, weight_decay, eps = hyper[:3].to(work).unbind()
+        step = lr.to(work)
+        nu = norms[i]
+        target = torch.hypot(nu, torch.ones_like(nu))
+        g = grad.to(work)
+        st = stats[i]
+        if st is None:
+            h = g * (target / (nu + eps))
+        else:
+            row, col = st
+            g_hat = (as_matrix(g) / ((row + eps) + col)).view(g.shape)
+            h = g_hat * (target / (torch.linalg.vector_norm(g_hat) + eps))
+        if maximize:
+            h = -h
+        ok = torch.where(per_tensor_gate, finite[i], all_finite)
+        if has_momentum:
+            buf = bufs[i]
+            # The foreach path casts H to the buffer dtype before the momentum update; so do we.
+            h = h.to(buf.dtype).to(work)
+            new_buf = buf.to(work) * momentum + h
+            update = h + momentum * new_buf if nesterov else new_buf
+            buf.copy_(torch.where(ok, new_buf.to(buf.dtype), buf))
+        else:
+            update = h
+        new_param = param.to(work) * (1 - step * weight_decay) - step * update
+        param.copy_(torch.where(ok, new_param.to(param.dtype), param))
+    return finite
+
+
+@functools.lru_cache(maxsize=_MAX_CACHED_LAYOUTS)
+def _compiled_graph(layout: tuple) -> Callable[..., Tensor]:
+    """A compiled copy of :func:`_andi_graph` for one layout.
+
+    Dynamo keeps its compiled variants per *code object* and stops compiling after ``recompile_limit`` (8) of them;
+    an optimizer with many parameter groups has many layouts. Each layout therefore gets its own copy of the code
+    object, hence its own cache holding exactly one graph: a layout never recompiles, and hyperparameters are
+    tensors, so nothing else can trigger a recompile.
+    """
+    del layout  # only the cache key
+    code = _andi_graph.__code__.replace()
+    fn = types.FunctionType(code, _andi_graph.__globals__, _andi_graph.__name__, _andi_graph.__defaults__)
+    fn.__kwdefaults__ = _andi_graph.__kwdefaults__
+    return torch.compile(fn, fullgraph=True, dynamic=False)
+
+
+def _hyper_tensors(
+    device: torch.device, lr: float | Tensor, momentum: float, weight_decay: float, eps: float, skip_nonfinite: bool,
+) -> tuple[Tensor, Tensor]:
+    """Hyperparameters as float64 tensors on ``device``; a host->device copy without a sync on CUDA."""
+    hyper = torch.tensor([momentum, weight_decay, eps, float(skip_nonfinite)], dtype=torch.float64)
+    if isinstance(lr, Tensor):
+        lr_t = lr.detach().reshape(()).to(torch.float64)
+    else:
+        lr_t = torch.tensor(lr, dtype=torch.float64)
+    if device.type == "cuda":
+        hyper = hyper.pin_memory().to(device, non_blocking=True)
+        if lr_t.device != device:
+            lr_t = (lr_t.pin_memory() if lr_t.device.type == "cpu" else lr_t).to(device, non_blocking=True)
+    elif lr_t.device != device:
+        lr_t = lr_t.to(device)
+    return hyper, lr_t
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The dispatching functionals (same signature as _multi_tensor_andi)
+# ----------------------------------------------------------------------------------------------------------------
+def _prepare(
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
+    momentum: float, momentum_dtype: torch.dtype | None,
+) -> list[int]:
+    """Create zero buffers where missing (``M_0 = 0`` gives ``M_1 = H_1``, the foreach path's clone) and return the
+    indices of the non-empty tensors. Raises for sparse or complex gradients."""
+    active = []
+    for i, (p, g) in enumerate(zip(params, grads)):
+        if g.is_sparse:
+            raise RuntimeError("ANDI does not support sparse gradients")
+        if g.is_complex() or p.is_complex():
+            raise RuntimeError("ANDI does not support complex tensors; pass torch.view_as_real(G)")
+        if momentum != 0 and momentum_buffers[i] is None:
+            momentum_buffers[i] = torch.zeros_like(p, dtype=momentum_dtype or p.dtype,
+                                                   memory_format=torch.preserve_format)
+        if p.numel() > 0:
+            active.append(i)
+    return active
+
+
+def _finish(finite: Tensor, active: list[int], skip_nonfinite: bool) -> int:
+    """The one host sync of a fused step: raise (nothing was modified) or count the skipped tensors."""
+    bad = (~finite).nonzero().flatten().tolist()
+    if bad and not skip_nonfinite:
+        _raise_nonfinite(active[bad[0]])
+    return len(bad)
+
+
+def _fused_andi(
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
+    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
+    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+) -> int:
+    """The fused step: Triton kernels on CUDA when Triton is installed, the compiled graph otherwise.
+
+    Same contract as ``_multi_tensor_andi``: updates in place, creates missing momentum buffers, returns the number
+    of skipped non-finite tensors. See the module docstring for the selection rules.
+    """
+    return _dispatch(
+        "auto", params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
+        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+    )
+
+
+def _compiled_andi(
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
+    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
+    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+) -> int:
+    """:func:`_fused_andi` forced onto the ``torch.compile`` graph (CPU or CUDA)."""
+    return _dispatch(
+        "compile", params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
+        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+    )
+
+
+def _triton_andi(
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
+    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
+    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+) -> int:
+    """:func:`_fused_andi` forced onto the Triton kernels (CUDA; contiguous tensors)."""
+    return _dispatch(
+        "triton", params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
+        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+    )
+
+
+def _dispatch(
+    backend: FusedBackend, params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
+    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
+    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+) -> int:
+    if not (len(params) == len(grads) == len(momentum_buffers)):
+        raise ValueError("andi: params, grads and momentum_buffers must have the same length")
+    if not params:
+        return 0
+    devices = {p.device for p in params} | {g.device for g in grads}
+    if compat == "reference" or len(devices) != 1:
+        # The script's op order is defined per tensor; several devices would need a cross-device gate.
+        return _single_tensor_andi(
+            params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
+            weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
+            skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+        )
+    (device,) = devices
+    active = _prepare(params, grads, momentum_buffers, momentum=momentum, momentum_dtype=momentum_dtype)
+    if not active:
+        return 0
+    ps = [params[i] for i in active]
+    gs = [grads[i] for i in active]
+    bs = [momentum_buffers[i] for i in active] if momentum != 0 else []
+    equilibrate = tuple(uses_equilibration(g.shape, min_dim) for g in gs)
+    available = fused_backends(device)
+    if backend == "auto":
+        suitable = all(t.is_contiguous() and t.dtype in _TRITON_DTYPES for t in (*ps, *gs, *bs))
+        backend = "triton" if "triton" in available and suitable and not torch.compiler.is_compiling() \
+            else "compile"
+    if backend == "triton":
+        if "triton" not in available:
+            raise RuntimeError("ANDI fused: the Triton backend needs CUDA tensors and an importable triton")
+        from ._triton import triton_andi_step
+
+        finite = triton_andi_step(
+            ps, gs, bs, equilibrate=equilibrate, lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps,
+            nesterov=nesterov, maximize=maximize, per_tensor_gate=skip_nonfinite,
+        )
+    else:
+        # 0-dim tensors go in as 1-element views: inductor's CPU backend (torch 2.13) drops the in-place write-back
+        # into a 0-dim float64 graph input. The view shares storage, and Φ treats () and (1,) alike.
+        ps, gs, bs = ([t.view(1) if t.ndim == 0 else t for t in ts] for ts in (ps, gs, bs))
+        hyper, lr_t = _hyper_tensors(device, lr, momentum, weight_decay, eps, skip_nonfinite)
+        flags = dict(equilibrate=equilibrate, nesterov=nesterov, maximize=maximize, has_momentum=momentum != 0)
+        if torch.compiler.is_compiling():  # already inside the user's compiled region: let dynamo trace it inline
+            graph: Callable[..., Tensor] = _andi_graph
+        else:
+            layout = (device.type, tuple((p.shape, p.dtype, g.dtype) for p, g in zip(ps, gs)),
+                      tuple(b.dtype for b in bs), tuple(sorted(flags.items())))
+            graph = _compiled_graph(layout)
+        with torch.no_grad():
+            finite = graph(ps, gs, bs, hyper, lr_t, **flags)
+    return _finish(finite, active, skip_nonfinite)
