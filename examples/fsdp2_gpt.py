@@ -3,7 +3,7 @@
 ANDI runs on the hidden matrices and AdamW on embeddings, head and vectors (routed by ``andi.param_groups``), or
 ANDI on every parameter (``--optimizer andi``, the paper's setting). Parameters are sharded by rows with
 ``torch.distributed.fsdp.fully_shard``; ANDI's step on the ``Shard(0)`` DTensors equals the single-device step and
-adds two small all-reduces per step (see ``docs/distributed.md``)::
+adds two small all-reduces per step (see the README's "Distributed" section)::
 
     torchrun --nproc-per-node 2 examples/fsdp2_gpt.py --steps 200                   # CPU, gloo
     torchrun --nproc-per-node 8 examples/fsdp2_gpt.py --device cuda --size paper    # GPUs, nccl

@@ -165,7 +165,7 @@ def test_pytorch_optimizer_lion_matches_formula():
 
 
 def test_library_defaults_we_rely_on():
-    """The defaults docs/family.md quotes for the library arms are the ones actually built."""
+    """The defaults the README quotes for the library arms are the ones actually built."""
     pytest.importorskip("pytorch_optimizer")
     p = [torch.nn.Parameter(torch.zeros(4, 4))]
     soap = create_optimizer("soap", p)
