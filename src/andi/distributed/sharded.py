@@ -55,6 +55,7 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Replicate, Shard, distribute_tensor
 from torch.distributed.tensor.placement_types import Placement
 
+from ..functional.andi import _paper_update, _reference_update
 from ..functional.matrix import matrix_shape, uses_equilibration
 from ..functional.precondition import compute_dtype, energy_scale
 
@@ -312,29 +313,17 @@ def _apply_update(
     param: Tensor, h: Tensor, buf: Tensor | None, *, lr: float | Tensor, momentum: float, nesterov: bool,
     weight_decay: float, reference: bool, buffer_dtype: torch.dtype,
 ) -> Tensor | None:
-    """``andi.md`` §2 on local tensors: M = μM + H, U = H + μM (Nesterov) or M, θ ← θ(1 − ηλ) − ηU.
+    """``andi.md`` §2 on local tensors, by the core's own per-tensor update (H = 1·h in its factored form).
 
     ``h`` is a temporary and may be overwritten. Returns the buffer (new on the first step: M_1 = H_1, or the
     script's (1 + μ)·H_1 with ``reference``).
     """
-    h = h.to(buffer_dtype)
-    if weight_decay != 0:
-        param.mul_(1 - lr * weight_decay)
-    if momentum == 0:
-        update = h
-    else:
-        if buf is None:
-            buf = h.clone(memory_format=torch.preserve_format)
-            if reference:
-                buf.mul_(momentum).add_(h)
-        else:
-            buf.mul_(momentum).add_(h)
-        update = h.add_(buf, alpha=momentum) if nesterov else buf
-    if isinstance(lr, Tensor):  # 0-dim tensor lr: no host sync
-        param.addcmul_(update, lr, value=-1)
-    else:
-        param.add_(update, alpha=-lr)
-    return buf
+    if reference:
+        return _reference_update(param, h.to(buffer_dtype), buf, lr=lr, momentum=momentum, nesterov=nesterov)
+    return _paper_update(
+        param, h, torch.ones((), dtype=h.dtype, device=h.device), buf, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, buffer_dtype=buffer_dtype,
+    )
 
 
 def _nonfinite(items: list[_Item]) -> set[int]:

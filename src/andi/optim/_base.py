@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 from torch import Tensor
+from torch.optim import Optimizer
 
-__all__ = ["check_distinct_params", "check_lr", "check_range", "lr_value"]
+__all__ = ["MatrixOptimizer", "check_distinct_params", "check_lr", "check_range", "lr_value"]
 
 
 def lr_value(lr: float | Tensor) -> float:
@@ -49,3 +51,25 @@ _MAXIMIZE_DOC = """maximize (bool): maximize the objective instead of minimizing
 
 DOCS = {"foreach": _FOREACH_DOC, "maximize": _MAXIMIZE_DOC}
 
+
+
+class MatrixOptimizer(Optimizer):
+    """Base of the optimizers defined on matrices only (Muon, NorMuon, RMNP, SinkGD).
+
+    Rejects duplicate parameters and 0/1-D parameters when a group is added, with a message that says where vectors
+    belong; ``(d1, -1)``-viewable tensors of any higher rank are accepted.
+    """
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        params = param_group["params"]
+        params = [params] if isinstance(params, Tensor) else list(params)
+        check_distinct_params(params)
+        for p in params:
+            if isinstance(p, Tensor) and p.ndim < 2:
+                raise ValueError(
+                    f"{type(self).__name__} only supports parameters with at least 2 dimensions, got one of shape "
+                    f"{tuple(p.shape)}; route biases, gains and other vectors to AdamW "
+                    "(andi.create_optimizer(name, model) and andi.param_groups do)"
+                )
+        param_group["params"] = params
+        super().add_param_group(param_group)

@@ -26,7 +26,7 @@ from ..functional.newton_schulz import (
     Coefficients,
     zeropower_via_newtonschulz5,
 )
-from ._base import check_distinct_params, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["Muon", "adjusted_lr", "make_muon", "muon_update"]
 
@@ -74,7 +74,7 @@ def muon_update(
     return ortho.reshape(grad.shape)
 
 
-class Muon(Optimizer):
+class Muon(MatrixOptimizer):
     r"""Muon — MomentUm Orthogonalized by Newton–Schulz — for weights with ``ndim >= 2``.
 
     .. math::
@@ -132,19 +132,6 @@ class Muon(Optimizer):
             ns_safety=ns_safety,
         )
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        params = param_group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        check_distinct_params(params)
-        for p in params:
-            if isinstance(p, Tensor) and p.ndim < 2:
-                raise ValueError(
-                    f"Muon only supports parameters with at least 2 dimensions, got one of shape {tuple(p.shape)}; "
-                    "route biases, gains and other vectors to AdamW (see andi.param_groups)"
-                )
-        param_group["params"] = params
-        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:

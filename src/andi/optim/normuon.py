@@ -15,16 +15,15 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ..functional.newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, Coefficients
-from ._base import check_distinct_params, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range
 from .muon import adjusted_lr, muon_update
 
 __all__ = ["NorMuon"]
 
 
-class NorMuon(Optimizer):
+class NorMuon(MatrixOptimizer):
     r"""NorMuon for weights with ``ndim >= 2`` (viewed as ``(d1, -1)``).
 
     .. math::
@@ -82,19 +81,6 @@ class NorMuon(Optimizer):
             ns_steps=ns_steps, ns_coefficients=ns_coefficients, ns_safety=ns_safety,
         )
         super().__init__(params, defaults)
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        params = param_group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        check_distinct_params(params)
-        for p in params:
-            if isinstance(p, Tensor) and p.ndim < 2:
-                raise ValueError(
-                    f"NorMuon orthogonalizes matrices; got a parameter of shape {tuple(p.shape)}. Route vectors to "
-                    "AdamW (andi.create_optimizer('normuon', model) does)"
-                )
-        param_group["params"] = params
-        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:

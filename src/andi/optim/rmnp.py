@@ -13,15 +13,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ..functional.normalize import row_normalize
-from ._base import check_distinct_params, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["RMNP"]
 
 
-class RMNP(Optimizer):
+class RMNP(MatrixOptimizer):
     r"""RMNP: Nesterov momentum, then every row of the ``(d1, -1)`` view normalized to unit norm.
 
     .. math::
@@ -65,19 +64,6 @@ class RMNP(Optimizer):
         super().__init__(
             params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps)
         )
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        params = param_group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        check_distinct_params(params)
-        for p in params:
-            if isinstance(p, Tensor) and p.ndim < 2:
-                raise ValueError(
-                    f"RMNP normalizes matrix rows; got a parameter of shape {tuple(p.shape)}. Route vectors to AdamW "
-                    "(andi.create_optimizer('rmnp', model) does)"
-                )
-        param_group["params"] = params
-        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:

@@ -12,15 +12,14 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
 from ..functional.normalize import SINKHORN_EPS, sr_sinkhorn
-from ._base import check_distinct_params, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["SinkGD"]
 
 
-class SinkGD(Optimizer):
+class SinkGD(MatrixOptimizer):
     r"""SinkGD: :math:`\theta \leftarrow \theta(1-\eta\lambda) - \eta\,\mathrm{SR\text{-}Sinkhorn}_L(G)`.
 
     .. math::
@@ -65,19 +64,6 @@ class SinkGD(Optimizer):
         if not eps > 0:
             raise ValueError(f"Invalid epsilon value: {eps}")
         super().__init__(params, dict(lr=lr, L=L, weight_decay=weight_decay, eps=eps))
-
-    def add_param_group(self, param_group: dict[str, Any]) -> None:
-        params = param_group["params"]
-        params = [params] if isinstance(params, Tensor) else list(params)
-        check_distinct_params(params)
-        for p in params:
-            if isinstance(p, Tensor) and p.ndim < 2:
-                raise ValueError(
-                    f"SinkGD normalizes matrices; got a parameter of shape {tuple(p.shape)}. Route vectors to AdamW "
-                    "(andi.create_optimizer('sinkgd', model) does)"
-                )
-        param_group["params"] = params
-        super().add_param_group(param_group)
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
