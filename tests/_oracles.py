@@ -25,23 +25,46 @@ def numpy_andi_direction(g: np.ndarray, eps: float = 1e-8, min_dim: int = 16) ->
     return tau / (nu + eps) * g
 
 
+def numpy_script_direction(g: np.ndarray, min_dim: int = 16) -> np.ndarray:
+    """andi.md §3.1-3.2: ε on each norm, τ = hypot(‖G‖ + 1e-8, 1) on matrices, hypot(‖G‖, 1) otherwise."""
+    g = np.asarray(g, dtype=np.float64)
+    nu = np.sqrt(np.sum(g * g))
+    if g.ndim >= 2:
+        m = g.reshape(g.shape[0], -1)
+        if min(m.shape) > min_dim:
+            r = np.sqrt(np.sum(m * m, axis=1, keepdims=True)) + 1e-8
+            c = np.sqrt(np.sum(m * m, axis=0, keepdims=True)) + 1e-8
+            ghat = m / (r + c)
+            tau = np.hypot(nu + 1e-8, 1.0)
+            return (tau / (np.sqrt(np.sum(ghat * ghat)) + 1e-8) * ghat).reshape(g.shape)
+    return np.hypot(nu, 1.0) / (nu + 1e-8) * g
+
+
 class NumpyANDI:
-    """fp64 paper-mode ANDI over a list of numpy parameters (andi.md §1-§2)."""
+    """fp64 ANDI over a list of numpy parameters: Algorithm 1 (andi.md §1-§2) or, with ``compat="reference"``, the
+    script's variant (§3: its direction, and a first momentum buffer of (1 + μ)·H₁)."""
 
     def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16,
-                 maximize=False):
+                 maximize=False, compat="paper"):
         self.params = [np.array(p, dtype=np.float64) for p in params]
         self.bufs = [np.zeros_like(p) for p in self.params]
         self.lr, self.mu, self.nesterov, self.wd = lr, momentum, nesterov, weight_decay
-        self.eps, self.min_dim, self.maximize = eps, min_dim, maximize
+        self.eps, self.min_dim, self.maximize, self.compat = eps, min_dim, maximize, compat
+        self.first = True
 
     def step(self, grads) -> None:
         for i, g in enumerate(grads):
             g = -np.asarray(g, np.float64) if self.maximize else np.asarray(g, np.float64)
-            h = numpy_andi_direction(g, self.eps, self.min_dim)
+            if self.compat == "reference":
+                h = numpy_script_direction(g, self.min_dim)
+                if self.first:
+                    self.bufs[i] = h.copy()
+            else:
+                h = numpy_andi_direction(g, self.eps, self.min_dim)
             self.bufs[i] = self.mu * self.bufs[i] + h
             u = h + self.mu * self.bufs[i] if self.nesterov else self.bufs[i]
             self.params[i] = self.params[i] * (1 - self.lr * self.wd) - self.lr * u
+        self.first = False
 
 
 class ScriptANDI(torch.optim.Optimizer):

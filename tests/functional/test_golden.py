@@ -51,11 +51,13 @@ def test_paper_mode_steps_match_fp64_oracle(nesterov, weight_decay, foreach, max
 
 @pytest.mark.parametrize("nesterov", [True, False])
 @pytest.mark.parametrize("foreach", [False, True])
-def test_paper_mode_fp64_is_exact_to_oracle(nesterov, foreach):
+@pytest.mark.parametrize("compat", ["paper", "reference"])
+def test_fp64_steps_match_the_oracle_in_both_compat_modes(nesterov, foreach, compat):
     init = [torch.randn(s, dtype=torch.float64) for s in SHAPES]
     params = [p.clone().requires_grad_() for p in init]
-    opt = ANDI(params, lr=0.1, nesterov=nesterov, weight_decay=0.05, foreach=foreach)
-    oracle = NumpyANDI([p.numpy() for p in init], lr=0.1, nesterov=nesterov, weight_decay=0.05)
+    wd = 0.05 if compat == "paper" else 0.0  # the script has no weight decay (compat="reference" rejects it)
+    opt = ANDI(params, lr=0.1, nesterov=nesterov, weight_decay=wd, foreach=foreach, compat=compat)
+    oracle = NumpyANDI([p.numpy() for p in init], lr=0.1, nesterov=nesterov, weight_decay=wd, compat=compat)
     for step in range(4):
         grads = _grads(10 + step)
         for p, g in zip(params, grads):
