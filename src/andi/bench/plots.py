@@ -10,6 +10,7 @@ ANDI solid (green); other arms are dashed in further colours.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,8 +107,8 @@ def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", n
             ax.legend(fontsize="small")
     for j in range(len(panels), nrows * ncols):
         axes[j // ncols][j % ncols].set_visible(False)
-    if suptitle:
-        fig.suptitle(suptitle)
+    if suptitle:  # wrapped to the figure's width (about 10 characters per inch): one panel is narrow
+        fig.suptitle(textwrap.fill(suptitle, width=max(40, int(10 * fig.get_figwidth()))))
     return _save(fig, path)
 
 
