@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["MatrixOptimizer", "check_distinct_params", "check_lr", "check_range", "lr_value"]
+__all__ = [
+    "MatrixOptimizer",
+    "check_distinct_params",
+    "check_lr",
+    "check_range",
+    "evaluate_closure",
+    "lr_value",
+    "params_with_grads",
+]
 
 
 def lr_value(lr: float | Tensor) -> float:
@@ -73,3 +82,22 @@ class MatrixOptimizer(Optimizer):
                 )
         param_group["params"] = params
         super().add_param_group(param_group)
+
+
+def evaluate_closure(closure: Callable[[], float | Tensor] | None) -> float | Tensor | None:
+    """Run ``step``'s optional closure with gradients enabled (``step`` itself runs under ``no_grad``)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
+def params_with_grads(group: dict[str, Any], optimizer_name: str) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(param, grad)`` for every parameter of ``group`` that has a gradient; sparse gradients are refused."""
+    for p in group["params"]:
+        grad = p.grad
+        if grad is None:
+            continue
+        if grad.is_sparse:
+            raise RuntimeError(f"{optimizer_name} does not support sparse gradients")
+        yield p, grad

@@ -11,7 +11,7 @@ from torch.optim import Optimizer
 
 from ..functional.andi import _screen, andi, gradient_norms
 from ..functional.precondition import DEFAULT_EPS, DEFAULT_MIN_DIM
-from ._base import DOCS, check_distinct_params, check_lr, check_range
+from ._base import DOCS, check_distinct_params, check_lr, check_range, evaluate_closure, params_with_grads
 
 __all__ = ["ANDI"]
 
@@ -124,13 +124,9 @@ class ANDI(Optimizer):
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], bufs: list[Tensor | None],
     ) -> None:
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("ANDI does not support sparse gradients")
+        for p, grad in params_with_grads(group, "ANDI"):
             params.append(p)
-            grads.append(p.grad)
+            grads.append(grad)
             bufs.append(self.state[p].get("momentum_buffer"))
 
     @torch.no_grad()
@@ -140,10 +136,7 @@ class ANDI(Optimizer):
         Args:
             closure: optional callable that re-evaluates the model and returns the loss (run with grad enabled).
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
 
         collected = []
         for group in self.param_groups:

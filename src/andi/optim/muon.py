@@ -26,7 +26,7 @@ from ..functional.newton_schulz import (
     Coefficients,
     zeropower_via_newtonschulz5,
 )
-from ._base import MatrixOptimizer, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
 
 __all__ = ["Muon", "adjusted_lr", "make_muon", "muon_update"]
 
@@ -136,19 +136,11 @@ class Muon(MatrixOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
         """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             lr = group["lr"]
             lr = lr.item() if isinstance(lr, Tensor) else lr  # as torch.optim.Muon (``_to_scalar``)
-            for p in group["params"]:
-                grad = p.grad
-                if grad is None:
-                    continue
-                if grad.is_sparse:
-                    raise RuntimeError("Muon does not support sparse gradients")
+            for p, grad in params_with_grads(group, "Muon"):
                 if torch.is_complex(p):
                     raise RuntimeError("Muon does not support complex parameters")
                 state = self.state[p]

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..functional.newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, Coefficients
-from ._base import MatrixOptimizer, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
 from .muon import adjusted_lr, muon_update
 
 __all__ = ["NorMuon"]
@@ -85,20 +85,12 @@ class NorMuon(MatrixOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
         """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             lr = group["lr"]
             lr = lr.item() if isinstance(lr, Tensor) else lr
             eps = group["eps"]
-            for p in group["params"]:
-                grad = p.grad
-                if grad is None:
-                    continue
-                if grad.is_sparse:
-                    raise RuntimeError("NorMuon does not support sparse gradients")
+            for p, grad in params_with_grads(group, "NorMuon"):
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from ..functional.normalize import row_normalize
-from ._base import MatrixOptimizer, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
 
 __all__ = ["RMNP"]
 
@@ -68,18 +68,10 @@ class RMNP(MatrixOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
         """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             lr, mu = group["lr"], group["momentum"]
-            for p in group["params"]:
-                grad = p.grad
-                if grad is None:
-                    continue
-                if grad.is_sparse:
-                    raise RuntimeError("RMNP does not support sparse gradients")
+            for p, grad in params_with_grads(group, "RMNP"):
                 state = self.state[p]
                 if "momentum_buffer" not in state:
                     state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..functional.normalize import SCION_NORMS, scion_lmo
-from ._base import check_lr
+from ._base import check_lr, evaluate_closure, params_with_grads
 
 __all__ = ["SCION_RECIPES", "Scion", "scion_role_groups"]
 
@@ -87,19 +87,11 @@ class Scion(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
         """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             lr, alpha, scale = group["lr"], group["momentum"], group["scale"]
             lr = lr.item() if isinstance(lr, Tensor) else lr
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if g.is_sparse:
-                    raise RuntimeError("Scion does not support sparse gradients")
+            for p, g in params_with_grads(group, "Scion"):
                 if alpha != 1:
                     state = self.state[p]
                     if "momentum_buffer" not in state:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._base import check_lr, check_range
+from ._base import check_lr, check_range, evaluate_closure, params_with_grads
 
 __all__ = ["SCRIPT_MUON_MIN_SIDE", "ScriptMuon", "script_newton_schulz_5"]
 
@@ -87,18 +87,10 @@ class ScriptMuon(Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
         """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             mom = group["momentum"]
-            for p in group["params"]:
-                g = p.grad
-                if g is None:
-                    continue
-                if g.is_sparse:
-                    raise RuntimeError("ScriptMuon does not support sparse gradients")
+            for p, g in params_with_grads(group, "ScriptMuon"):
                 g_final = g
                 if g.ndim > 1:
                     g_mat = g.reshape(g.shape[0], -1)

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ..functional.normalize import SINKHORN_EPS, sr_sinkhorn
-from ._base import MatrixOptimizer, check_lr, check_range
+from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
 
 __all__ = ["SinkGD"]
 
@@ -68,18 +68,11 @@ class SinkGD(MatrixOptimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
         """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = evaluate_closure(closure)
         for group in self.param_groups:
             lr = group["lr"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise RuntimeError("SinkGD does not support sparse gradients")
-                direction = sr_sinkhorn(p.grad, group["L"], group["eps"])
+            for p, grad in params_with_grads(group, "SinkGD"):
+                direction = sr_sinkhorn(grad, group["L"], group["eps"])
                 if group["weight_decay"] != 0:
                     p.mul_(1 - lr * group["weight_decay"])
                 p.sub_(direction * lr)
