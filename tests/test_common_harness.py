@@ -64,13 +64,7 @@ def _available(name: str) -> None:
         pytest.skip(f"{name}: optional package not installed (pip install 'andi-optim[family]')")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: threads only add contention on the shared 2-core CI machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------------- models

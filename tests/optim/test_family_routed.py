@@ -12,13 +12,7 @@ from andi.optim.muon import Muon
 from andi.optim.routed import ALGORITHMS, RoutedOptimizer, register_algorithm
 from andi.routing import param_groups
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Net(nn.Module):

@@ -38,13 +38,7 @@ from andi.optim.sinkgd import SinkGD
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small matrices: extra threads only contend on the shared 2-core CI machine.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
