@@ -397,6 +397,58 @@ def scenario_nonfinite() -> dict[str, Any]:
     return out
 
 
+def scenario_refusals() -> dict[str, Any]:
+    """A refused sharded step changes nothing on any rank; a finite gradient whose fp32 squares overflow is updated
+    like the single-device path; one whose norm is beyond float32 is refused as an overflow, not as NaN."""
+    mesh = init_device_mesh("cpu", (WORLD,))
+    g = torch.Generator().manual_seed(7)
+    shapes = [(37, 20), (9,), (40, 24)]
+    ws = [torch.randn(s, generator=g) for s in shapes]
+    gs = [torch.randn(s, generator=g) for s in shapes]
+    kw = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)
+
+    def sharded(tensors: list[torch.Tensor]) -> list[Any]:
+        return [distribute_tensor(t.clone(), mesh, [Shard(0)]) for t in tensors]
+
+    def state_after_one_step() -> tuple[list[Any], list[Any]]:
+        ps, bufs = sharded(ws), [None] * 3
+        andi_functional(ps, sharded(gs), bufs, **kw)
+        return ps, bufs
+
+    def attempt(ps: list[Any], grads: list[Any], bufs: list[Any]) -> dict[str, Any]:
+        before = [full(p) for p in ps], [full(b) for b in bufs]
+        try:
+            andi_functional(ps, grads, bufs, **kw)
+            raised = ""
+        except (FloatingPointError, ValueError, TypeError) as exc:
+            raised = f"{type(exc).__name__}: {exc}"
+        unchanged = all(torch.equal(full(p), b) for p, b in zip(ps, before[0])) and all(
+            torch.equal(full(buf), b) for buf, b in zip(bufs, before[1]))
+        return {"raised": raised, "unchanged": unchanged}
+
+    out: dict[str, Any] = {}
+    ps, bufs = state_after_one_step()  # NaN in the last tensor, on the last rank's shard only
+    grads = sharded(gs)
+    if RANK == WORLD - 1:
+        grads[-1].to_local().view(-1)[-1] = float("nan")
+    out["nan_last"] = attempt(ps, grads, bufs)
+    ps, bufs = state_after_one_step()  # the last buffer has the wrong global shape
+    bufs[-1] = sharded([torch.zeros(24, 40)])[0]
+    out["wrong_shape_buffer"] = attempt(ps, sharded(gs), bufs)
+    ps, bufs = state_after_one_step()  # a finite gradient beyond float32's norm limit
+    huge = [G.clone() for G in gs]
+    huge[-1] = torch.full((40, 24), 3e38)
+    out["overflow"] = attempt(ps, sharded(huge), bufs)
+    # Squares overflow float32 but ‖G‖ fits: updated, equal to the single-device path on the full tensors.
+    big = [G * 1e20 for G in gs]
+    ps, bufs = sharded(ws), [None] * 3
+    andi_functional(ps, sharded(big), bufs, **kw)
+    ref, ref_bufs = [w.clone() for w in ws], [None] * 3
+    andi_functional(ref, big, ref_bufs, foreach=False, **kw)
+    out["rescued_rel"] = max(float((p.full_tensor() - r).norm() / r.norm()) for p, r in zip(ps, ref))
+    return out
+
+
 def scenario_grad_norms() -> dict[str, Any]:
     """``dtensor_grad_norms`` (the optimizer's cross-group non-finite screen) vs norms of the full tensors."""
     mesh = init_device_mesh("cpu", (WORLD,))
@@ -500,6 +552,7 @@ SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "placements": scenario_placements,
     "nonfinite": scenario_nonfinite,
     "grad_norms": scenario_grad_norms,
+    "refusals": scenario_refusals,
     "dcp_save": scenario_dcp_save,
     "dcp_load": scenario_dcp_load,
 }

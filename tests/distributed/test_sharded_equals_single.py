@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.dist, pytest.mark.skipif(_SKIP is not None, reason=_SK
 
 TWO_RANK_SCENARIOS = [
     "fsdp_gpt", "fsdp_mlp_min0", "fsdp_gpt_reference", "multigroup", "ddp", "placements", "nonfinite",
-    "grad_norms", "example", "dcp_save",
+    "grad_norms", "example", "dcp_save", "refusals",
 ]
 RTOL = 1e-6  # fp32 trajectories over 10 steps (issue 7)
 RTOL_FP64 = 1e-12  # fp64: the sharded arithmetic itself
@@ -178,6 +178,18 @@ def test_nonfinite_in_one_shard_is_seen_by_every_rank(two_ranks) -> None:
             assert case["skipped"] == 1
             assert case["bad_param_unchanged"] and case["bad_buffer_none"]
             assert case["others_rel"] <= 1e-6
+
+
+def test_refused_sharded_steps_change_nothing_and_finite_is_finite(two_ranks) -> None:
+    for r in result(two_ranks, "refusals"):
+        nan, shape, overflow = r["nan_last"], r["wrong_shape_buffer"], r["overflow"]
+        assert nan["raised"].startswith("FloatingPointError") and "parameter 2 " in nan["raised"]
+        assert "NaN or Inf" in nan["raised"] and nan["unchanged"]
+        assert shape["raised"].startswith("ValueError") and "momentum buffer of parameter 2" in shape["raised"]
+        assert shape["unchanged"]
+        assert "overflows float32" in overflow["raised"] and "NaN or Inf" not in overflow["raised"]
+        assert overflow["unchanged"]
+        assert r["rescued_rel"] <= 1e-5
 
 
 def test_grad_norms_one_scalar_allreduce(two_ranks) -> None:

@@ -58,10 +58,10 @@ from torch.distributed.tensor.placement_types import Placement
 from ..functional.andi import _paper_update, _reference_update
 from ..functional.matrix import matrix_shape, uses_equilibration
 from ..functional.precondition import compute_dtype, energy_scale
+from ..functional.validation import Compat, nonfinite_gradient_error, norm_limit
 
 __all__ = ["ShardedFallbackWarning", "dtensor_grad_norms"]
 
-Compat = Literal["paper", "reference"]
 Layout = Literal["rows", "cols", "whole"]
 
 #: The reference script hard-codes this epsilon (``ANDI.py``, VladimerKhasia/ANDI@29f90fe); ``andi.md`` §3.
@@ -301,14 +301,6 @@ def _global_sums(items: list[_Item], *, eps: float, reference: bool) -> None:
             it.nu2 = it.scalar
 
 
-def _raise_nonfinite(index: int) -> None:
-    raise FloatingPointError(
-        f"ANDI: non-finite gradient (NaN or Inf) for parameter {index} of the group; the step was refused on every "
-        "rank and no parameter or state was changed. With AMP, call scaler.unscale_(optimizer) before step(), or "
-        "construct ANDI(..., skip_nonfinite=True) to skip these tensors and count them."
-    )
-
-
 def _apply_update(
     param: Tensor, h: Tensor, buf: Tensor | None, *, lr: float | Tensor, momentum: float, nesterov: bool,
     weight_decay: float, reference: bool, buffer_dtype: torch.dtype,
@@ -337,6 +329,45 @@ def _nonfinite(items: list[_Item]) -> set[int]:
         finite = torch.stack([items[k].nu2.float() for k in ks]).isfinite().tolist()  # type: ignore[union-attr]
         bad.update(k for k, ok in zip(ks, finite) if not ok)
     return bad
+
+
+def _refusals(
+    items: list[_Item], suspects: set[int], *, eps: float, reference: bool
+) -> dict[int, tuple[float | None, torch.dtype | None]]:
+    """Sort the items whose complete ν² is not finite: refused ones map to ``(None, None)`` (NaN/Inf in the
+    gradient) or ``(‖G‖, dtype)`` (a finite gradient whose norm overflows ``dtype``); the others are rescued in
+    place by recomputing their sums in float64 (a finite gradient whose squares overflowed fp32).
+
+    Rare path, the same decisions on every rank: one more scalar all-reduce (the count of non-finite elements) and,
+    for rescued items, the two collectives of :func:`_global_sums` again.
+    """
+    if not suspects:
+        return {}
+    flagged = [items[k] for k in sorted(suspects)]
+    for it in flagged:
+        it.scalar = (~torch.isfinite(it.local_grad)).sum().to(it.work)
+    _bucket_reduce(flagged, "scalar")
+    refused: dict[int, tuple[float | None, torch.dtype | None]] = {}
+    rescued: list[tuple[int, torch.dtype]] = []
+    for k in sorted(suspects):
+        it = items[k]
+        assert it.scalar is not None
+        if float(it.scalar) > 0:
+            refused[k] = (None, None)
+        elif reference or it.work == torch.float64:  # the script is not rescued; float64 has nothing wider
+            refused[k] = (float("inf"), it.work)
+        else:
+            rescued.append((k, it.work))
+            it.work, it.key = torch.float64, (*it.key[:3], torch.float64)
+            it.direction = it.scalar = it.nu2 = None
+    _global_sums([items[k] for k, _ in rescued], eps=eps, reference=reference)
+    for k, narrow in rescued:
+        nu2 = items[k].nu2
+        assert nu2 is not None
+        norm = float(nu2.sqrt())
+        if norm > norm_limit(narrow):
+            refused[k] = (norm, narrow)
+    return refused
 
 
 def _buffer_like(buf: Tensor, param: DTensor, index: int) -> DTensor:
@@ -383,15 +414,16 @@ def _dtensor_andi(
     all-reduce per (mesh, sharded mesh dims, device, dtype) bucket, plus a ``full_tensor()`` gather per gradient
     whose layout has no local rule (see the module docstring).
     """
-    if compat not in ("paper", "reference"):
-        raise ValueError(f"Invalid compat mode: {compat!r} (expected 'paper' or 'reference')")
     reference = compat == "reference"
     with torch.no_grad():
         items = _items_for(params, grads, min_dim=min_dim, compat=compat)
         _global_sums(items, eps=eps, reference=reference)
-        bad = _nonfinite(items)
-        if bad and not skip_nonfinite:
-            _raise_nonfinite(min(items[k].index for k in bad))
+        refused = _refusals(items, _nonfinite(items), eps=eps, reference=reference)
+        if refused and not skip_nonfinite:
+            first = min(refused, key=lambda k: items[k].index)
+            norm, dtype = refused[first]
+            raise nonfinite_gradient_error(items[first].index, overflow_norm=norm, dtype=dtype, distributed=True)
+        bad = set(refused)
 
         for k, it in enumerate(items):
             if k in bad:

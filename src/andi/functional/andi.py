@@ -18,27 +18,26 @@ buffer, so a refused step leaves everything as it was.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Literal
 
 import torch
 from torch import Tensor
 
 from .precondition import (
     AndiStats,
+    compute_dtype,
     energy_scale,
     equilibrate,
     gradient_stats,
     reference_direction,
 )
+from .validation import Compat, check_hyperparameters, check_step_tensors, nonfinite_gradient_error, norm_limit
 
 try:  # DTensor parameters (FSDP2) take the communication-aware path in andi.distributed.
     from torch.distributed.tensor import DTensor as _DTensor
 except (ImportError, AttributeError):  # pragma: no cover - builds without torch.distributed
     _DTensor = None
 
-__all__ = ["andi", "default_foreach", "gradient_norms", "nonfinite_indices"]
-
-Compat = Literal["paper", "reference"]
+__all__ = ["andi", "default_foreach", "gradient_norms", "nonfinite_indices", "screen_gradient_norms"]
 
 
 #: On CPU, tensors averaging more elements than this take the single-tensor loop under ``foreach=None``.
@@ -82,19 +81,82 @@ def gradient_norms(grads: list[Tensor]) -> list[Tensor]:
     return list(torch._foreach_norm(grads))
 
 
-def _raise_nonfinite(index: int) -> None:
-    raise FloatingPointError(
-        f"ANDI: non-finite gradient (NaN or Inf) for parameter {index} of the group; the step was refused and no "
-        "parameter or state was changed. With AMP, call scaler.unscale_(optimizer) before step() (GradScaler skips "
-        "such steps itself), or construct ANDI(..., skip_nonfinite=True) to skip these tensors and count them."
-    )
+def _wide_norm(grad: Tensor) -> float:
+    """‖G‖_F without overflow (max-abs scaling in float64), for messages and limits; a host sync (rare path)."""
+    g = grad.detach().to(torch.float64)
+    peak = g.abs().amax() if g.numel() else g.new_zeros(())
+    if peak == 0 or not torch.isfinite(peak):
+        return float(peak)
+    return float(peak * torch.linalg.vector_norm(g / peak))
 
 
-def _screen(norms: list[Tensor], skip_nonfinite: bool) -> set[int]:
-    """Indices to skip; raises before anything is modified when skipping is not allowed."""
-    bad = nonfinite_indices(norms)
+def _classify_refusal(grad: Tensor) -> float | None:
+    """Why a gradient whose norm is not finite in its compute dtype is refused: ``None`` when it holds NaN/Inf, else
+    its true norm (a finite gradient whose squares overflowed; the caller decides whether that norm is usable)."""
+    if not bool(torch.isfinite(grad).all()):
+        return None
+    return _wide_norm(grad)
+
+
+def screen_gradient_norms(grads: list[Tensor], norms: list[Tensor]) -> None:
+    """Raise the step's :class:`FloatingPointError` if any gradient would be refused, before anything is written.
+
+    ``norms[i]`` is ‖grads[i]‖_F in its compute dtype (e.g. from :func:`gradient_norms`). A non-finite norm refuses
+    the step when the gradient holds NaN/Inf, or when its true norm exceeds
+    :func:`~andi.functional.validation.norm_limit`; a finite gradient whose squares merely overflowed the fast
+    accumulation is accepted (the update recomputes its norms in float64). One host sync per device; the slow
+    checks run only for the flagged tensors.
+    """
+    for i in nonfinite_indices(norms):
+        grad = grads[i]
+        if _is_dtensor(grad):
+            grad = grad.full_tensor()  # rare path: the error (or its absence) must be the same on every rank
+        norm = _classify_refusal(grad)
+        dtype = compute_dtype(grad.dtype)
+        if norm is None:
+            raise nonfinite_gradient_error(i)
+        if norm > norm_limit(dtype):
+            raise nonfinite_gradient_error(i, overflow_norm=norm, dtype=dtype)
+
+
+def _is_dtensor(t: Tensor) -> bool:
+    return _DTensor is not None and isinstance(t, _DTensor)
+
+
+def _screen_stats(grads: list[Tensor], stats: list[AndiStats], *, min_dim: int, skip_nonfinite: bool) -> set[int]:
+    """Indices to skip; raises before anything is modified when skipping is not allowed.
+
+    A gradient whose fast norms are not finite is either refused (it holds NaN/Inf, or its norm is beyond
+    :func:`~andi.functional.validation.norm_limit`) or rescued: its squares overflowed the compute dtype although
+    ‖G‖ is representable, so its row, column and global norms are recomputed in float64 (``stats[i]`` replaced).
+    """
+    refused: dict[int, float | None] = {}
+    for i in nonfinite_indices([s.norm for s in stats]):
+        grad = grads[i]
+        work = compute_dtype(grad.dtype)
+        norm = _classify_refusal(grad)
+        if norm is None or norm > norm_limit(work):
+            refused[i] = norm
+            continue
+        wide = gradient_stats(grad.to(torch.float64), min_dim=min_dim)
+        stats[i] = AndiStats(*(t.to(work) if t is not None else None for t in wide))
+    if refused and not skip_nonfinite:
+        first = min(refused)
+        norm = refused[first]
+        raise nonfinite_gradient_error(
+            first, overflow_norm=norm, dtype=None if norm is None else compute_dtype(grads[first].dtype)
+        )
+    return set(refused)
+
+
+def _screen_directions(grads: list[Tensor], directions: list[Tensor], skip_nonfinite: bool) -> set[int]:
+    """``compat="reference"``: the script's formulas run in the parameter dtype and are not rescued (bit for bit);
+    a finite gradient they overflow is refused with its norm, never reported as NaN/Inf."""
+    bad = nonfinite_indices([torch.linalg.vector_norm(d) for d in directions])
     if bad and not skip_nonfinite:
-        _raise_nonfinite(bad[0])
+        norm = _classify_refusal(grads[bad[0]])
+        dtype = None if norm is None else grads[bad[0]].dtype
+        raise nonfinite_gradient_error(bad[0], overflow_norm=norm, dtype=dtype)
     return set(bad)
 
 
@@ -167,7 +229,7 @@ def _single_tensor_andi(
 ) -> int:
     if compat == "reference":
         directions = [reference_direction(g, min_dim=min_dim, maximize=maximize) for g in grads]
-        skip = _screen([torch.linalg.vector_norm(d) for d in directions], skip_nonfinite)
+        skip = _screen_directions(grads, directions, skip_nonfinite)
         for i, (param, direction) in enumerate(zip(params, directions)):
             if i not in skip:
                 momentum_buffers[i] = _reference_update(
@@ -176,7 +238,7 @@ def _single_tensor_andi(
         return len(skip)
 
     stats: list[AndiStats] = [gradient_stats(g, min_dim=min_dim) for g in grads]
-    skip = _screen([s.norm for s in stats], skip_nonfinite)
+    skip = _screen_stats(grads, stats, min_dim=min_dim, skip_nonfinite=skip_nonfinite)
     for i, (param, grad) in enumerate(zip(params, grads)):
         if i in skip:
             continue
@@ -201,7 +263,7 @@ def _multi_tensor_andi(
         )
     # Pass 1 over every gradient: the norms, then one finiteness check for the whole call.
     stats = [gradient_stats(g, min_dim=min_dim) for g in grads]
-    skip = _screen([s.norm for s in stats], skip_nonfinite)
+    skip = _screen_stats(grads, stats, min_dim=min_dim, skip_nonfinite=skip_nonfinite)
 
     buckets: dict[tuple[torch.device, torch.dtype], list[int]] = defaultdict(list)
     for i, p in enumerate(params):
@@ -265,6 +327,7 @@ def andi(
     fused: bool | None = None,
     skip_nonfinite: bool = False,
     momentum_dtype: torch.dtype | None = None,
+    check_inputs: bool = True,
 ) -> int:
     r"""Apply one ANDI step in place to ``params`` (see the module docstring for the update rule).
 
@@ -274,12 +337,25 @@ def andi(
     ``momentum_buffers[i]`` may be ``None`` (no state yet); it is then created from :math:`H_1` and stored back into
     the list, the torch SGD convention. Gradients are never modified.
 
+    Every input is checked before the first write (:mod:`andi.functional.validation`): invalid hyperparameters
+    raise ``ValueError``, tensors that cannot be updated (wrong shapes or devices, sparse or complex) raise before any
+    tensor is touched. ``check_inputs=False`` skips those checks for a caller that has just run them itself (the
+    optimizer class checks every group before updating the first one).
+
     Returns:
         The number of tensors skipped because their gradient was non-finite (only with ``skip_nonfinite=True``;
-        otherwise a non-finite gradient raises :class:`FloatingPointError` before anything is modified).
+        otherwise a non-finite gradient raises :class:`FloatingPointError` before anything is modified). A finite
+        gradient is updated whenever ``‖G‖_F`` is at most half the compute dtype's largest value (its norms are
+        recomputed in float64 when the fast accumulation overflows); beyond that it is refused like a non-finite one,
+        with a message that says so.
     """
-    if not (len(params) == len(grads) == len(momentum_buffers)):
-        raise ValueError("andi: params, grads and momentum_buffers must have the same length")
+    if check_inputs:
+        check_hyperparameters(
+            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps, min_dim=min_dim,
+            compat=compat, maximize=maximize, skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+            foreach=foreach, fused=fused,
+        )
+        check_step_tensors(params, grads, momentum_buffers)
     if not params:
         return 0
     if _DTensor is not None and any(isinstance(p, _DTensor) for p in params):

@@ -50,13 +50,13 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .andi import _raise_nonfinite, _single_tensor_andi
+from .andi import _single_tensor_andi
 from .matrix import as_matrix, uses_equilibration
 from .precondition import compute_dtype
+from .validation import Compat
 
 __all__ = ["FusedBackend", "default_fused", "fused_backends", "triton_available"]
 
-Compat = Literal["paper", "reference"]
 FusedBackend = Literal["auto", "compile", "triton"]
 
 #: Layouts (shapes, dtypes, flags) compiled at most this many times per process before the oldest is dropped.
@@ -239,12 +239,31 @@ def _prepare(
     return active
 
 
-def _finish(finite: Tensor, active: list[int], skip_nonfinite: bool) -> int:
-    """The one host sync of a fused step: raise (nothing was modified) or count the skipped tensors."""
+def _finish(finite: Tensor, active: list[int], skip_nonfinite: bool) -> list[int]:
+    """The one host sync of a fused step: the indices (into the call's lists) of the tensors the graph did not write.
+
+    Without ``skip_nonfinite`` the graph gates every tensor on all flags, so then nothing at all was written.
+    """
     bad = (~finite).nonzero().flatten().tolist()
-    if bad and not skip_nonfinite:
-        _raise_nonfinite(active[bad[0]])
-    return len(bad)
+    return [active[b] for b in bad]
+
+
+def _redo_unwritten(
+    unwritten: list[int], params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None],
+    **hyper: object,
+) -> int:
+    """Hand the tensors the graph did not write (a non-finite ν) to the single-tensor path, which raises or skips
+    for NaN/Inf and rescues finite gradients whose squares overflowed; returns the number it skipped.
+
+    Without ``skip_nonfinite`` nothing was written, so the whole call is redone there (same result to 1e-6); with
+    it the other tensors are done and only these are redone. Rare path: one more pass over a few tensors.
+    """
+    idx = range(len(params)) if not hyper["skip_nonfinite"] else unwritten
+    sub_bufs = [momentum_buffers[i] for i in idx]
+    skipped = _single_tensor_andi([params[i] for i in idx], [grads[i] for i in idx], sub_bufs, **hyper)  # type: ignore[arg-type]
+    for i, buf in zip(idx, sub_bufs):
+        momentum_buffers[i] = buf
+    return skipped
 
 
 def _fused_andi(
@@ -343,4 +362,11 @@ def _dispatch(
             graph = _compiled_graph(layout)
         with torch.no_grad():
             finite = graph(ps, gs, bs, hyper, lr_t, **flags)
-    return _finish(finite, active, skip_nonfinite)
+    unwritten = _finish(finite, active, skip_nonfinite)
+    if not unwritten:
+        return 0
+    return _redo_unwritten(
+        unwritten, params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
+        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+    )

@@ -16,6 +16,7 @@ __all__ = [
     "check_lr",
     "check_range",
     "evaluate_closure",
+    "group_tensors",
     "lr_value",
     "params_with_grads",
 ]
@@ -41,6 +42,12 @@ def check_range(name: str, value: float, low: float, high: float, *, high_inclus
     ok = low <= value <= high if high_inclusive else low <= value < high
     if not (isinstance(value, (int, float)) and not isinstance(value, bool) and ok):
         raise ValueError(f"Invalid {name}: {value}")
+
+
+def group_tensors(params: Iterable[Any]) -> list[Tensor]:
+    """The tensors of a group's ``params`` list, which holds tensors or ``(name, tensor)`` pairs (named parameters,
+    ``model.named_parameters()``); anything else is returned as is for torch's own check to refuse."""
+    return [p[1] if isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) else p for p in params]
 
 
 def check_distinct_params(params: Iterable[Tensor]) -> None:
@@ -72,8 +79,9 @@ class MatrixOptimizer(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         params = param_group["params"]
         params = [params] if isinstance(params, Tensor) else list(params)
-        check_distinct_params(params)
-        for p in params:
+        tensors = group_tensors(params)
+        check_distinct_params(tensors)
+        for p in tensors:
             if isinstance(p, Tensor) and p.ndim < 2:
                 raise ValueError(
                     f"{type(self).__name__} only supports parameters with at least 2 dimensions, got one of shape "

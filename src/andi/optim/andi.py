@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..functional.andi import _screen, andi, gradient_norms
+from ..functional.andi import andi, gradient_norms, screen_gradient_norms
 from ..functional.precondition import DEFAULT_EPS, DEFAULT_MIN_DIM
-from ._base import DOCS, check_distinct_params, check_lr, check_range, evaluate_closure, params_with_grads
+from ..functional.validation import Compat, check_hyperparameters, check_step_tensors
+from ._base import DOCS, check_distinct_params, evaluate_closure, group_tensors, params_with_grads
 
 __all__ = ["ANDI"]
 
-_COMPAT_MODES = ("paper", "reference")
+#: The hyperparameters of a group, in ``check_hyperparameters``'s names.
+_HYPERPARAMETERS = (
+    "lr", "momentum", "nesterov", "weight_decay", "eps", "min_dim", "compat", "maximize", "skip_nonfinite",
+    "momentum_dtype", "foreach", "fused",
+)
+#: Keys every ANDI group has had since the first release (the others get defaults in ``__setstate__``).
+_REQUIRED_GROUP_KEYS = ("lr", "momentum", "nesterov", "eps", "min_dim")
+#: Defaults of keys added after the first release, filled in when an older state dict or pickle is loaded.
+_LATER_KEYS = {
+    "compat": "paper", "foreach": None, "fused": None, "maximize": False, "momentum_dtype": None,
+    "skip_nonfinite": False, "weight_decay": 0.0,
+}
 
 
 class ANDI(Optimizer):
@@ -81,7 +93,7 @@ class ANDI(Optimizer):
         eps: float = DEFAULT_EPS,
         min_dim: int = DEFAULT_MIN_DIM,
         *,
-        compat: Literal["paper", "reference"] = "paper",
+        compat: Compat = "paper",
         foreach: bool | None = None,
         fused: bool | None = None,
         maximize: bool = False,
@@ -101,25 +113,20 @@ class ANDI(Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         params = param_group["params"]
         params = [params] if isinstance(params, Tensor) else list(params)
-        check_distinct_params(params)
-        for p in params:
-            if isinstance(p, Tensor) and p.is_complex():
+        tensors = group_tensors(params)
+        check_distinct_params(tensors)
+        for p in tensors:
+            if p.is_complex():
                 raise RuntimeError("ANDI does not support complex parameters; optimize torch.view_as_real(p) instead")
-        merged = {**self.defaults, **param_group, "params": params}
-        _validate(merged)
+        _validate({**self.defaults, **param_group})
         super().add_param_group({**param_group, "params": params})
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("nonfinite_skips", 0)
         for group in self.param_groups:
-            group.setdefault("compat", "paper")
-            group.setdefault("foreach", None)
-            group.setdefault("fused", None)
-            group.setdefault("maximize", False)
-            group.setdefault("momentum_dtype", None)
-            group.setdefault("skip_nonfinite", False)
-            group.setdefault("weight_decay", 0.0)
+            for key, value in _LATER_KEYS.items():
+                group.setdefault(key, value)
 
     def _init_group(
         self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], bufs: list[Tensor | None],
@@ -139,11 +146,14 @@ class ANDI(Optimizer):
         loss = evaluate_closure(closure)
 
         collected = []
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params: list[Tensor] = []
             grads: list[Tensor] = []
             bufs: list[Tensor | None] = []
             self._init_group(group, params, grads, bufs)
+            # Every check that can refuse the step runs for every group before the first write.
+            _validate(group, where=f"param_groups[{index}]")
+            check_step_tensors(params, grads, bufs, names=_param_names(group, params))
             if params:
                 collected.append((group, params, grads, bufs))
         if len(collected) > 1:
@@ -151,7 +161,7 @@ class ANDI(Optimizer):
             # (A single group is screened inside the functional at no extra cost.)
             screened = [g for group, _, grads, _ in collected if not group["skip_nonfinite"] for g in grads]
             if screened:
-                _screen(gradient_norms(screened), skip_nonfinite=False)
+                screen_gradient_norms(screened, gradient_norms(screened))
 
         for group, params, grads, bufs in collected:
             skipped = andi(
@@ -159,6 +169,7 @@ class ANDI(Optimizer):
                 weight_decay=group["weight_decay"], eps=group["eps"], min_dim=group["min_dim"],
                 compat=group["compat"], maximize=group["maximize"], foreach=group["foreach"], fused=group["fused"],
                 skip_nonfinite=group["skip_nonfinite"], momentum_dtype=group["momentum_dtype"],
+                check_inputs=False,
             )
             self.nonfinite_skips += skipped
             for p, buf in zip(params, bufs):
@@ -167,7 +178,16 @@ class ANDI(Optimizer):
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load state; momentum buffers kept in ``momentum_dtype`` are restored in that dtype, not the param's."""
+        """Load state, after checking that it is ANDI's and fits these parameters (else nothing changes).
+
+        Refused with ``ValueError`` naming the group or parameter: another optimizer's state dict (AdamW's, SGD's:
+        missing ANDI hyperparameters, or per-parameter state other than ``momentum_buffer``), invalid
+        hyperparameters (the rules of :func:`andi.functional.validation.check_hyperparameters`), a momentum buffer
+        whose shape differs from its parameter's or whose dtype is not floating point. Momentum buffers kept in
+        ``momentum_dtype`` are restored in that dtype, not the parameter's. The check runs on the dict as given,
+        before any ``register_load_state_dict_pre_hook`` hook.
+        """
+        _check_state_dict(self, state_dict)
         saved = {k: v.get("momentum_buffer") for k, v in state_dict["state"].items()}
         super().load_state_dict(state_dict)
         index = 0
@@ -180,36 +200,78 @@ class ANDI(Optimizer):
                 index += 1
 
 
-def _validate(group: dict[str, Any]) -> None:
-    check_lr(group["lr"])
-    check_range("momentum value", group["momentum"], 0.0, 1.0)
-    if group["nesterov"] and group["momentum"] == 0:
-        raise ValueError("Nesterov momentum requires a momentum > 0")
-    check_range("weight_decay value", group["weight_decay"], 0.0, float("inf"))
-    eps = group["eps"]
-    if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0 and eps < float("inf")):
-        raise ValueError(f"Invalid epsilon value: {eps} (must be > 0: it keeps Φ(0) = 0 finite)")
-    min_dim = group["min_dim"]
-    if isinstance(min_dim, bool) or not isinstance(min_dim, int) or min_dim < 0:
-        raise ValueError(f"Invalid min_dim value: {min_dim} (must be an int >= 0)")
-    if group["compat"] not in _COMPAT_MODES:
-        raise ValueError(f"Invalid compat mode: {group['compat']!r} (expected 'paper' or 'reference')")
-    if group["compat"] == "reference":
-        if group["weight_decay"] != 0:
-            raise ValueError("compat='reference' reproduces the script, which has no weight decay; use compat='paper'")
-        if group["momentum_dtype"] is not None:
-            raise ValueError("compat='reference' keeps momentum in the parameter dtype; momentum_dtype is not allowed")
-    if group["skip_nonfinite"] not in (True, False):
-        raise ValueError(f"Invalid skip_nonfinite value: {group['skip_nonfinite']!r} (expected a bool)")
-    for flag in ("foreach", "fused"):
-        if group[flag] not in (None, True, False):
-            raise ValueError(f"Invalid {flag} value: {group[flag]!r} (expected None, True or False)")
-    if group["foreach"] and group["fused"]:
-        raise ValueError("`fused` and `foreach` cannot be `True` together.")
-    if group["momentum_dtype"] is not None and not (
-        isinstance(group["momentum_dtype"], torch.dtype) and group["momentum_dtype"].is_floating_point
-    ):
-        raise ValueError(f"Invalid momentum_dtype: {group['momentum_dtype']!r} (expected a floating torch.dtype)")
+def _param_names(group: dict[str, Any], params: list[Tensor]) -> list[str] | None:
+    """Names of the parameters with gradients (for messages), when the group was built from named parameters."""
+    names = group.get("param_names")
+    if names is None:
+        return None
+    by_id = {id(p): n for p, n in zip(group["params"], names)}
+    return [by_id.get(id(p), "?") for p in params]
+
+
+def _check_state_dict(optimizer: ANDI, state_dict: dict[str, Any]) -> None:
+    """Refuse, before anything is loaded, a state dict that is not ANDI's or does not fit ``optimizer``."""
+    if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+        raise ValueError(
+            "ANDI.load_state_dict: expected a dict with 'state' and 'param_groups' (from optimizer.state_dict())"
+        )
+    saved_groups = state_dict["param_groups"]
+    if len(saved_groups) != len(optimizer.param_groups):
+        raise ValueError(
+            f"ANDI.load_state_dict: the state dict has {len(saved_groups)} parameter groups, this optimizer "
+            f"{len(optimizer.param_groups)}"
+        )
+    params_by_index: dict[int, tuple[str, Tensor]] = {}
+    for g, (group, saved) in enumerate(zip(optimizer.param_groups, saved_groups)):
+        where = f"param_groups[{g}]"
+        missing = [k for k in _REQUIRED_GROUP_KEYS if k not in saved]
+        if missing:
+            raise ValueError(
+                f"ANDI.load_state_dict: {where} lacks {', '.join(map(repr, missing))}: this is not an ANDI state dict "
+                f"(its keys are {sorted(k for k in saved if k not in ('params', 'param_names'))}; was it saved by "
+                "another optimizer?)"
+            )
+        _validate({**_LATER_KEYS, **saved}, where=where)
+        if len(saved["params"]) != len(group["params"]):
+            raise ValueError(
+                f"ANDI.load_state_dict: {where} holds {len(saved['params'])} parameters in the state dict, "
+                f"{len(group['params'])} here"
+            )
+        names = group.get("param_names") or saved.get("param_names")
+        for j, (key, p) in enumerate(zip(saved["params"], group["params"])):
+            label = f"{where} parameter {j}" + (f" ({names[j]!r})" if names is not None and j < len(names) else "")
+            params_by_index[key] = (label, p)
+    for key, entry in state_dict["state"].items():
+        if key not in params_by_index:
+            continue
+        label, p = params_by_index[key]
+        foreign = sorted(str(k) for k in entry if k != "momentum_buffer")
+        if foreign:
+            raise ValueError(
+                f"ANDI.load_state_dict: the state of {label} holds {foreign}; ANDI keeps only 'momentum_buffer' "
+                "(was this state dict saved by another optimizer?)"
+            )
+        buf = entry.get("momentum_buffer")
+        if buf is None:
+            continue
+        if not isinstance(buf, Tensor) or not buf.is_floating_point():
+            kind = buf.dtype if isinstance(buf, Tensor) else type(buf).__name__
+            raise ValueError(f"ANDI.load_state_dict: the momentum buffer of {label} is {kind}, not a floating tensor")
+        if buf.shape != p.shape:
+            raise ValueError(
+                f"ANDI.load_state_dict: the momentum buffer of {label} has shape {tuple(buf.shape)}, the parameter "
+                f"{tuple(p.shape)}; was the state dict saved for another model?"
+            )
+
+
+def _validate(group: dict[str, Any], where: str | None = None) -> None:
+    """The hyperparameters of one group (constructor, ``add_param_group``, ``load_state_dict`` and every step)."""
+    try:
+        check_hyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
+    except ValueError as err:
+        if where is None:
+            raise
+        raise ValueError(f"{where}: {err}") from None
 
 
 ANDI.__doc__ = (ANDI.__doc__ or "").replace("{foreach}", DOCS["foreach"]).replace("{maximize}", DOCS["maximize"])
