@@ -24,11 +24,12 @@ def fake_runner(monkeypatch: pytest.MonkeyPatch) -> CountingRun:
     return fake
 
 
-def test_run_fair_with_fake_runner_then_report(tmp_path: Path, fake_runner: CountingRun,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_fair_with_fake_runner_then_report(
+    tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "res"
     argv = ["run", "--protocol", "fair", "--task", "saddle", "--optimizers", "andi,muon", "--size", "smoke",
-            "--steps", "30", "--out", str(out), "--no-progress"]
+            "--steps", "30", "--out", str(out), "--no-progress", "--data-root", str(synthetic_data_root)]
     assert cli.main(argv) == 0
     # adamw is added; 8-point grid on 1 tuning seed (+2 if an edge winner) and 5 reporting seeds per arm
     manifest = json.loads((out / "manifest-fair-saddle-smoke.json").read_text())
@@ -44,9 +45,9 @@ def test_run_fair_with_fake_runner_then_report(tmp_path: Path, fake_runner: Coun
     assert (tmp_path / "r.md").read_text().startswith("# andi-bench report")
 
 
-def test_run_replay_with_fake_runner(tmp_path: Path, fake_runner: CountingRun) -> None:
+def test_run_replay_with_fake_runner(tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path) -> None:
     argv = ["run", "--protocol", "replay", "--task", "gpt", "--size", "smoke", "--steps", "20", "--out",
-            str(tmp_path), "--no-report"]
+            str(tmp_path), "--no-report", "--data-root", str(synthetic_data_root)]
     assert cli.main(argv) == 0
     assert len(fake_runner.calls) == 6 + 1 + 4
     assert not (tmp_path / "report.md").exists()
@@ -62,17 +63,37 @@ def test_run_replay_with_fake_runner(tmp_path: Path, fake_runner: CountingRun) -
         (["quick", "--threads", "0"], ">= 1"),
     ],
 )
-def test_run_rejects_bad_arguments(tmp_path: Path, argv: list[str], message: str, fake_runner: CountingRun) -> None:
-    with pytest.raises(SystemExit, match=message):
-        cli.main([*argv, "--out", str(tmp_path)])
+def test_run_rejects_bad_arguments(
+    tmp_path: Path, argv: list[str], message: str, fake_runner: CountingRun, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
     assert fake_runner.calls == []
 
 
-def test_report_on_missing_results(tmp_path: Path) -> None:
-    with pytest.raises(SystemExit, match="no manifest"):
-        cli.main(["report", str(tmp_path)])
-    with pytest.raises(SystemExit, match="not a directory"):
-        cli.main(["report", str(tmp_path / "nope")])
+def test_report_on_missing_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["report", str(tmp_path)]) == 3
+    assert "no manifest" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "nope")]) == 3
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_quick_and_quick_smoke_keep_their_own_manifests(
+    tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path
+) -> None:
+    """Both protocols in one directory: each has its own manifest, and the report shows both."""
+    common = ["--task", "saddle", "--out", str(tmp_path), "--no-progress", "--data-root", str(synthetic_data_root)]
+    assert cli.main(["run", "--protocol", "quick", *common, "--no-report"]) == 0
+    assert cli.main(["run", "--protocol", "quick-smoke", *common, "--no-report"]) == 0  # smoke size by default
+    assert cli.main(["report", str(tmp_path), "--no-figures"]) == 0
+    names = sorted(p.name for p in tmp_path.glob("manifest-*.json"))
+    assert names == ["manifest-quick-saddle-cpu.json", "manifest-quick-smoke-saddle-smoke.json"]
+    smoke = json.loads((tmp_path / names[1]).read_text())
+    assert (smoke["protocol"], smoke["size"]) == ("quick-smoke", "smoke")
+    keys = [k for a in smoke["arms"] for k in a["reporting"]]
+    assert {json.loads((tmp_path / f"{k}.json").read_text())["config"]["size"] for k in keys} == {"smoke"}
+    md = (tmp_path / "report.md").read_text()
+    assert "## Protocol `quick` — size `cpu`" in md and "## Protocol `quick-smoke` — size `smoke`" in md
 
 
 def test_list(capsys: pytest.CaptureFixture[str]) -> None:
@@ -117,10 +138,10 @@ def test_quick_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     md = (tmp_path / "report.md").read_text()
     for task in ("saddle", "cifar", "gpt"):
         assert f"### {task}" in md
-        manifest = json.loads((tmp_path / f"manifest-quick-{task}-smoke.json").read_text())
+        manifest = json.loads((tmp_path / f"manifest-quick-smoke-{task}-smoke.json").read_text())
         assert [a["arm"] for a in manifest["arms"]] == ["adamw", "muon", "andi"]
         assert all(a["trials"] == 3 and len(a["reporting"]) == 2 for a in manifest["arms"])
-    assert (tmp_path / "figures" / "quick-smoke-figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "figures" / "quick-smoke-smoke-figure1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert elapsed < 120, f"quick --size smoke took {elapsed:.0f} s"
 
 

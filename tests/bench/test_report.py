@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
+import stat
 import statistics
 from pathlib import Path
 
@@ -154,3 +157,56 @@ def test_report_flags_missing_records(tmp_path: Path) -> None:
     text = generate_report(tmp_path, figures=False).read_text()
     assert "1 record(s) named by a manifest are missing or corrupt" in text
     assert not (tmp_path / "figures").exists()
+
+
+@pytest.fixture
+def partial_results(tmp_path: Path) -> Path:
+    """Quick-smoke results with a report; then every ANDI record of gpt deleted and one Muon record corrupted."""
+    sweep = Sweep(tmp_path, run_fn=CountingRun())
+    run_fair(P.QUICK_SMOKE, "saddle", sweep, size="smoke")
+    gpt = run_fair(P.QUICK_SMOKE, "gpt", sweep, size="smoke")
+    generate_report(tmp_path, figures=False)
+    arms = {a["arm"]: a["reporting"] for a in gpt["arms"]}
+    for key in arms["andi"]:
+        (tmp_path / f"{key}.json").unlink()
+    (tmp_path / f"{arms['muon'][0]}.json").write_text("{")
+    return tmp_path
+
+
+def test_report_cli_on_partial_results(partial_results: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An arm without a surviving record is shown as missing instead of crashing the report; the corrupt record
+    is said to be excluded, not recomputed (``report`` never recomputes)."""
+    from andi.bench import cli
+
+    stale = (partial_results / "report.md").read_text()
+    with caplog.at_level(logging.WARNING, logger="andi.bench"):
+        assert cli.main(["report", str(partial_results)]) == 0
+    warning = next(r.getMessage() for r in caplog.records if "corrupt result file" in r.getMessage())
+    assert "excluded from this report" in warning and "will be recomputed" not in warning
+    md = (partial_results / "report.md").read_text()
+    assert md != stale
+    rows = _rows(md, "### gpt\n")
+    assert rows["ANDI"][3] == "missing (0 of 2 seeds)" and rows["ANDI"][4] == "0/2 (2 missing)"
+    assert rows["Muon"][4] == "1/2 (1 missing)"
+    assert _rows(md, "### Across tasks")["ANDI"][5] == "1/2 (1 missing)"
+    assert (partial_results / "figures" / "quick-smoke-smoke-gpt-curves.png").exists()  # plotted without ANDI
+
+
+def test_failed_report_leaves_no_stale_report(partial_results: Path) -> None:
+    """A report that cannot be produced removes the previous one, which described other results."""
+    assert (partial_results / "report.md").exists()
+    (partial_results / "figures").write_text("a file where the figures folder should be")
+    with pytest.raises(OSError):
+        generate_report(partial_results)
+    assert not list(partial_results.glob("report.md*"))  # neither the old report nor a temporary file
+
+
+def test_report_is_written_with_the_umask(tmp_path: Path) -> None:
+    sweep = Sweep(tmp_path, run_fn=CountingRun())
+    run_fair(P.QUICK_SMOKE, "saddle", sweep, size="smoke")
+    old = os.umask(0o027)
+    try:
+        path = generate_report(tmp_path, figures=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640

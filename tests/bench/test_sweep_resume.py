@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,8 @@ def test_corrupt_record_is_reported_and_recomputed(tmp_path: Path, caplog: pytes
         record = sweep.run(cfg)
     assert sweep.store.corrupt == [path] and (sweep.computed, sweep.reused) == (1, 0)
     assert rerun.calls == [cfg.key()]  # recomputed, not used
-    assert any(str(path) in r.getMessage() and "corrupt" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(str(path) in m and "corrupt" in m and m.endswith("the run will be recomputed") for m in messages)
     assert record == good
     assert validate_record(json.loads(path.read_text()), cfg.key(), cfg.to_dict()) == []
     assert (tmp_path / f"{cfg.key()}.json.corrupt").exists()  # kept aside for inspection
@@ -136,3 +139,30 @@ def test_replay_protocol_reuses_the_search_run(tmp_path: Path) -> None:
     assert andi["chosen_lr"] == 0.05  # fake optimum for andi-reference
     assert andi["tuning"][P.ANDI_GRID.index(0.05)]["keys"][0] == andi["reporting"][0]
     assert manifest["record_every"] == 1 and manifest["steps"] == 40
+
+
+def test_second_corruption_keeps_the_first_corrupt_file(tmp_path: Path) -> None:
+    cfg = _configs(1)[0]
+    path = tmp_path / f"{cfg.key()}.json"
+    for garbage in ("first garbage", "second garbage", "third garbage"):
+        Sweep(tmp_path, run_fn=CountingRun()).run(cfg)
+        path.write_text(garbage)
+    Sweep(tmp_path, run_fn=CountingRun()).run(cfg)
+    kept = {p.name: p.read_text() for p in tmp_path.glob("*.corrupt*")}
+    assert kept == {
+        f"{path.name}.corrupt": "first garbage",
+        f"{path.name}.corrupt.1": "second garbage",
+        f"{path.name}.corrupt.2": "third garbage",
+    }
+
+
+def test_records_and_manifests_follow_the_umask(tmp_path: Path) -> None:
+    """Everyone who may read the report may read the results: 0644 under the usual umask, not mkstemp's 0600."""
+    old = os.umask(0o022)
+    try:
+        run_fair(P.QUICK_SMOKE, "saddle", Sweep(tmp_path, run_fn=CountingRun()), size="smoke")
+    finally:
+        os.umask(old)
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) > 1 and any(p.name.startswith("manifest-") for p in files)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}

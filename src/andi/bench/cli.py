@@ -12,6 +12,12 @@ Subcommands::
 Every run is stored as one JSON record in the output directory, keyed by its config hash: re-running the
 same command resumes an interrupted sweep without redoing finished runs. Progress bars appear on an
 interactive terminal and stay off when ``CI`` is set or stderr is not a TTY.
+
+Before the first run, ``quick`` and ``run`` check the arguments, the device, the output directory and the
+datasets (:mod:`andi.bench.preflight`). A mistake is reported as one line on stderr,
+``andi-bench: error: <what is wrong>; <how to fix it>`` (``--debug`` adds the traceback), with exit status
+2 when the command line is wrong in itself and 3 when the machine or its files cannot serve it
+(:mod:`andi.bench.errors`); 1 means an unexpected error, a bug, and keeps Python's traceback.
 """
 
 from __future__ import annotations
@@ -21,10 +27,14 @@ import dataclasses
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
+from andi.bench.data import ChecksumError, DataMissingError
+from andi.bench.errors import EXIT_SETUP, EXIT_USAGE, SetupError, UsageError, UserError, one_line
+from andi.bench.preflight import check_data, check_device, check_names, check_steps, check_writable_dir
 from andi.bench.protocol import (
     CORE_ARMS,
     PROTOCOLS,
@@ -45,6 +55,20 @@ logger = logging.getLogger("andi.bench")
 DEFAULT_RESULTS = Path("andi-bench-results")
 CORE_ARM_NAMES = tuple(a.name for a in CORE_ARMS)
 QUICK_SIZES = {"cpu": QUICK, "smoke": QUICK_SMOKE}
+#: The size ``run --protocol NAME`` uses without ``--size`` (a smoke protocol runs at smoke size).
+DEFAULT_SIZES = {p.name: size for size, p in QUICK_SIZES.items()}
+EXIT_STATUS = (
+    "exit status: 0 success; 2 the command line is wrong; 3 the machine or its files cannot serve it "
+    "(device, output directory, datasets, results); 1 an unexpected error (a bug: the traceback is "
+    "shown). Errors are one line on stderr; --debug adds the traceback."
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors like every other andi-bench error (the usage is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} --help\n")
 
 
 def _csv(value: str) -> list[str]:
@@ -71,12 +95,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="force progress bars (default: only on a terminal, never with CI=true)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
+    _add_debug(p)
+
+
+def _add_debug(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="andi-bench", description="Benchmark ANDI against AdamW, Muon and the family: the paper's replay "
-        "and an equal-budget fair protocol, with resumable sweeps and a markdown report.")
+        "and an equal-budget fair protocol, with resumable sweeps and a markdown report.", epilog=EXIT_STATUS)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     q = sub.add_parser("quick", help="the embedded default: paper tasks at CPU size, AdamW/Muon/ANDI, equal "
@@ -92,8 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--optimizers", type=_csv, default=None,
                    help="comma-separated arms of the fair protocol, or 'all' (default: andi,adamw,muon); "
                    "adamw is always added since it sets the target and the aux lr")
-    r.add_argument("--size", choices=("full", "cpu", "smoke"), default="cpu",
-                   help="task size: full (the paper's; GPU for cifar/gpt), cpu or smoke (default: cpu)")
+    r.add_argument("--size", choices=("full", "cpu", "smoke"), default=None,
+                   help="task size: full (the paper's; GPU for cifar/gpt), cpu or smoke (default: smoke for "
+                   "quick-smoke, else cpu)")
     r.add_argument("--steps", type=int, default=None, help="override the step count of every run")
     r.add_argument("--tuning-seeds", type=_ints, default=None, help="fair: override the tuning seeds")
     r.add_argument("--reporting-seeds", type=_ints, default=None, help="fair: override the reporting seeds")
@@ -105,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("dir", type=Path)
     rep.add_argument("--out", type=Path, default=None, help="report path (default: DIR/report.md)")
     rep.add_argument("--no-figures", action="store_true", help="markdown only, no PNGs")
+    _add_debug(rep)
 
     sub.add_parser("list", help="tasks, optimizers and protocols")
     sub.add_parser("step", help="optimizer-step micro-benchmarks (arguments are forwarded; see `step --help`)",
@@ -120,12 +151,22 @@ def _write_report(out: Path) -> Path:
     return path
 
 
+def _check_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: must be >= 1; use --threads 1 on a busy CPU")
+
+
+def _check_machine(out: Path, tasks: Sequence[str], args: argparse.Namespace) -> None:
+    """What the command line cannot tell: the device, the output directory and the data, before any run."""
+    check_device(args.device)
+    check_writable_dir(out, "--out")
+    check_data(tasks, args.data_root)
+
+
 def _sweep(out: Path, args: argparse.Namespace) -> Sweep:
     from andi.bench.sweep import Sweep
 
     if args.threads is not None:
-        if args.threads < 1:
-            raise SystemExit(f"andi-bench: --threads must be >= 1, got {args.threads}")
         import torch
 
         torch.set_num_threads(args.threads)
@@ -143,6 +184,8 @@ def cmd_quick(args: argparse.Namespace) -> int:
 
     protocol = QUICK_SIZES[args.size]
     out = args.out or DEFAULT_RESULTS / "quick"
+    _check_threads(args)
+    _check_machine(out, protocol.tasks, args)
     sweep = _sweep(out, args)
     t0 = time.perf_counter()
     run_protocol(protocol, sweep, size=args.size, device=args.device, dtype=args.dtype)
@@ -153,32 +196,35 @@ def cmd_quick(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> list[str] | None:
-    if requested is None:  # the core arms; family arms by name or with 'all'
-        return [a.name for a in protocol.arms if a.name in CORE_ARM_NAMES]
+def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> list[str]:
     if requested == ["all"]:
         available = set(_available_optimizers())
         missing = [a.name for a in protocol.arms if a.optimizer not in available]
         if missing:
             logger.warning("skipping arms whose optimizer is not installed: %s", ", ".join(missing))
         return [a.name for a in protocol.arms if a.optimizer in available]
-    unknown = [n for n in requested if n not in {a.name for a in protocol.arms}]
-    if unknown:
-        raise SystemExit(f"andi-bench: unknown arm(s) {unknown} for protocol {protocol.name!r}; "
-                         f"available: {', '.join(a.name for a in protocol.arms)}")
-    return requested
+    # Without --optimizers: the core arms; family arms by name or with 'all'.
+    names = [a.name for a in protocol.arms]
+    return check_names("--optimizers", "arm", requested, names, default=[n for n in names if n in CORE_ARM_NAMES])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from andi.bench.sweep import run_protocol
+    from andi.bench.tasks import TASKS
 
     protocol = get_protocol(args.protocol)
+    arms: list[str] | None
     if isinstance(protocol, ReplayProtocol):
         if args.optimizers is not None:
-            raise SystemExit("andi-bench: the replay protocol has fixed arms (AdamW, the script's Muon, ANDI); "
-                             "drop --optimizers")
+            raise UsageError(
+                "--optimizers: the replay protocol has fixed arms (AdamW, the script's Muon, ANDI); "
+                "drop --optimizers or use --protocol fair"
+            )
         if args.tuning_seeds is not None or args.reporting_seeds is not None:
-            raise SystemExit("andi-bench: the replay protocol's seeds are fixed (42, 1337)")
+            raise UsageError(
+                f"--tuning-seeds/--reporting-seeds: the replay protocol's seeds are fixed {protocol.seeds}; "
+                "drop them or use --protocol fair"
+            )
         arms = None
     else:
         changes = {}
@@ -189,13 +235,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         try:
             protocol = dataclasses.replace(protocol, **changes) if changes else protocol
         except ValueError as e:
-            raise SystemExit(f"andi-bench: {e}") from None
+            raise UsageError(f"--tuning-seeds/--reporting-seeds: {e}") from None
         arms = _fair_arms(protocol, args.optimizers)
+    tasks = check_names("--task", "task", args.task, list(TASKS), default=protocol.tasks)
+    size = args.size or DEFAULT_SIZES.get(protocol.name, "cpu")
+    check_steps(protocol, args.steps)
+    _check_threads(args)
     out = args.out or DEFAULT_RESULTS / protocol.name
+    _check_machine(out, tasks, args)
     sweep = _sweep(out, args)
     t0 = time.perf_counter()
-    run_protocol(protocol, sweep, tasks=args.task, size=args.size, arms=arms, steps=args.steps,
-                 device=args.device, dtype=args.dtype)
+    run_protocol(
+        protocol, sweep, tasks=tasks, size=size, arms=arms, steps=args.steps, device=args.device, dtype=args.dtype
+    )
     _summary(protocol.name, sweep, time.perf_counter() - t0, out)
     if not args.no_report:
         _write_report(out)
@@ -206,11 +258,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     from andi.bench.report import generate_report
 
     if not args.dir.is_dir():
-        raise SystemExit(f"andi-bench: {args.dir} is not a directory")
+        raise SetupError(f"report {args.dir}: not a directory; give the --out directory of a `quick` or `run`")
+    out = args.out or args.dir / "report.md"
+    if out.is_dir():
+        raise SetupError(f"--out {out}: is a directory; give a file name such as {out / 'report.md'}")
+    check_writable_dir(out.parent, "--out")
+    figures = out.parent / "figures"
+    if not args.no_figures and figures.exists() and not figures.is_dir():
+        raise SetupError(f"{figures} is a file, so the figures cannot go there; move it or use --no-figures")
     try:
-        path = generate_report(args.dir, args.out, figures=not args.no_figures)
+        path = generate_report(args.dir, out, figures=not args.no_figures)
     except FileNotFoundError as e:
-        raise SystemExit(f"andi-bench: {e}") from None
+        raise SetupError(str(e)) from None
     print(f"report: {path}")
     return 0
 
@@ -261,7 +320,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="andi-bench: %(message)s")
     handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "list": cmd_list}
-    return handlers[args.command](args)
+    try:
+        return handlers[args.command](args)
+    except UserError as e:
+        return _fail(e, e.exit_code, args)
+    except (DataMissingError, ChecksumError) as e:  # the data changed after the check, or a path it misses
+        return _fail(e, EXIT_SETUP, args)
+
+
+def _fail(error: Exception, code: int, args: argparse.Namespace) -> int:
+    """Report a user error as one line on stderr (after its traceback with ``--debug``); return ``code``."""
+    if getattr(args, "debug", False):
+        traceback.print_exception(type(error), error, error.__traceback__)
+    print(f"andi-bench: error: {one_line(str(error))}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

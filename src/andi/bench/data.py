@@ -46,12 +46,14 @@ import numpy as np
 __all__ = [
     "CIFAR10_ARCHIVE",
     "CIFAR10_BIN_DIR",
+    "DATASETS",
     "SOURCES",
     "ChecksumError",
     "DataMissingError",
     "RemoteFile",
     "download",
     "ensure_cifar10",
+    "ensure_dataset",
     "ensure_file",
     "file_digest",
     "load_cifar10",
@@ -397,6 +399,30 @@ def ensure_cifar10(data_root: str | os.PathLike[str] | None = None, *, download:
                 "trust these files",
         )
     return folder
+
+
+#: Dataset names (a task's ``datasets``) -> the files under the data root that each one consists of.
+DATASETS: dict[str, tuple[str, ...]] = {
+    "fashion-mnist": tuple(f"FashionMNIST/raw/{name}" for name in _FMNIST_SHA256),
+    "cifar10": tuple(f"{CIFAR10_BIN_DIR}/{name}" for name in CIFAR10_TRAIN_FILES + CIFAR10_TEST_FILES),
+    "tinyshakespeare": ("tinyshakespeare/input.txt",),
+}
+
+
+def ensure_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *, download: bool = True) -> None:
+    """Make every file of dataset ``name`` (a key of :data:`DATASETS`) present and verified, without decoding.
+
+    What the loaders do first, so that a caller can check the data before doing any work; the digests are
+    cached, so the loaders do not hash the files again. Raises :class:`DataMissingError` or
+    :class:`ChecksumError`.
+    """
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    if name == "cifar10":
+        ensure_cifar10(data_root, download=download)
+        return
+    for relpath in DATASETS[name]:
+        ensure_file(relpath, data_root, download=download)
 
 
 # ------------------------------------------------------------------------------------------------- readers

@@ -502,9 +502,10 @@ QUICK = FairProtocol(
     description="quick demonstration: 3-point equal grid (factor 4), 1 tuning + 2 reporting seeds, CPU size",
     **_QUICK_COMMON,
 )
-#: ``andi-bench quick --size smoke``: the same procedure at the tasks' smoke size (CI, seconds).
+#: ``andi-bench quick --size smoke``: the same procedure at the tasks' smoke size (CI, seconds). Its own name
+#: keeps its manifests apart from :data:`QUICK`'s (``manifest-<protocol>-<task>-<size>.json``).
 QUICK_SMOKE = FairProtocol(
-    name="quick",
+    name="quick-smoke",
     task_steps=(("cifar", 8), ("gpt", 8), ("saddle", 8)),
     eval_every=4,
     description="quick smoke test: 3-point equal grid (factor 4), 1 tuning + 2 reporting seeds, smoke size",

@@ -12,10 +12,16 @@ For each protocol run found in ``DIR`` (its ``manifest-*.json``) the report give
   search) and a Figure-1-like three-panel plot.
 
 The target of time-to-target is the median final metric of tuned AdamW over the reporting seeds.
+
+Partial results never stop a report: a record that is missing or corrupt (moved aside, excluded, never
+recomputed here) leaves its seed out, an arm with no surviving record is shown as ``missing (0 of n seeds)``
+and skipped in the plots. The report is replaced atomically; if it cannot be produced, the previous report at
+that path is removed, since it describes other results and would be taken for the current one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -24,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from andi.bench import stats
+from andi.bench.files import atomic_write_text
 from andi.bench.sweep import ResultStore
 
 __all__ = ["ArmResult", "Comparison", "TaskResult", "analyze_fair", "analyze_replay", "fmt", "generate_report"]
@@ -90,10 +97,15 @@ class ArmResult:
     peak_bytes: float | None = None
     peak_kind: str = ""
     tuning: list[dict] = field(default_factory=list)
+    expected: int = 0  # reporting runs named by the manifest; ``len(records)`` of them survive
 
     @property
     def n_failed(self) -> int:
         return sum(v is None for v in self.finals)
+
+    @property
+    def n_missing(self) -> int:
+        return max(0, self.expected - len(self.records))
 
     @property
     def median_steps(self) -> float:
@@ -175,6 +187,7 @@ def _arm_result(entry: Mapping[str, Any], records: list[dict], final_fn: Any) ->
         state_bytes=max((int(r["memory"]["state_bytes"]) for r in records), default=None),
         peak_bytes=stats.median(peaks) if peaks else None,
         peak_kind=records[0]["memory"].get("peak_kind", "") if records else "", tuning=list(entry["tuning"]),
+        expected=len(entry["reporting"]),
     )
 
 
@@ -313,10 +326,12 @@ def _fair_table(t: TaskResult) -> list[str]:
     ]
     for a in t.arms:
         lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + (" (at edge)" if a.at_edge else "")
-        n = f"{len(a.finals) - a.n_failed}/{len(a.finals)}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
+        n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
+        n += f" ({a.n_missing} missing)" if a.n_missing else ""
+        final = fmt_mean_std(a.summary) if a.records else f"missing (0 of {a.expected} seeds)"
         peak = fmt_bytes(a.peak_bytes) + (" (RSS)" if a.peak_kind == "rss" and a.peak_bytes else "")
         lines.append(
-            f"| {a.label} | {lr} | {a.trials} | {fmt_mean_std(a.summary)} | {n} | {fmt(a.median_steps)} | "
+            f"| {a.label} | {lr} | {a.trials} | {final} | {n} | {fmt(a.median_steps)} | "
             f"{fmt(a.median_time)} | {'miss' if a.speedup == 0 else fmt(a.speedup, 3)} | "
             f"{fmt(a.step_time_s * 1e3, 3)} | "
             f"{fmt_bytes(a.state_bytes)} | {peak} |"
@@ -408,10 +423,11 @@ def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: 
     if not tasks:
         return []
     labels = {a.arm: (a.label, a.optimizer) for t in tasks for a in t.arms}
-    times = {arm: {t.task: t.arm(arm).median_time for t in tasks if any(a.arm == arm for a in t.arms)}
-             for arm in labels}
-    steps = {arm: {t.task: t.arm(arm).median_steps for t in tasks if any(a.arm == arm for a in t.arms)}
-             for arm in labels}
+    # An arm without any surviving record on a task has no time there: left out, which scores as a miss.
+    present = {arm: [t for t in tasks if any(a.arm == arm and a.records for a in t.arms)] for arm in labels}
+    declared = {arm: sum(any(a.arm == arm for a in t.arms) for t in tasks) for arm in labels}
+    times = {arm: {t.task: t.arm(arm).median_time for t in present[arm]} for arm in labels}
+    steps = {arm: {t.task: t.arm(arm).median_steps for t in present[arm]} for arm in labels}
     ref = group[0].manifest.get("reference_arm", "adamw")
     rt, rs = stats.performance_ratios(times), stats.performance_ratios(steps)
     lines = [f"### Across tasks ({len(tasks)} task(s))", "",
@@ -419,13 +435,17 @@ def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: 
              "geomean speedup (steps) | tasks reaching target |", "|---|---|---|---|---|---|"]
     for arm, (label, _) in labels.items():
         reached = sum(math.isfinite(v) for v in times[arm].values())
+        missing = declared[arm] - len(times[arm])
+        missing_note = f" ({missing} missing)" if missing else ""
         gt = stats.geometric_mean_speedup(times, arm, ref, R_MAX) if ref in times else math.nan
         gs = stats.geometric_mean_speedup(steps, arm, ref, R_MAX) if ref in steps else math.nan
         lines.append(f"| {label} | {fmt(stats.algoperf_score(rt[arm], R_MAX), 3)} | "
                      f"{fmt(stats.algoperf_score(rs[arm], R_MAX), 3)} | {fmt(gt, 3)} | {fmt(gs, 3)} | "
-                     f"{reached}/{len(times[arm])} |")
+                     f"{reached}/{declared[arm]}{missing_note} |")
+    incomplete = any(declared[a] > len(times[a]) for a in labels)
+    missing_rule = " A task where an arm has no results (missing) counts as a miss for it." if incomplete else ""
     lines += ["", f"AlgoPerf score B = 1/(r_max − 1) ∫₁^r_max ρ(τ) dτ with r_max = {R_MAX:g} (1 = fastest on every "
-                  "task). In the geometric mean a miss counts as r = r_max (our choice).", ""]
+                  f"task). In the geometric mean a miss counts as r = r_max (our choice).{missing_rule}", ""]
     if fig_dir is not None:
         p = save_profiles(fig_dir / f"{prefix}-profile.png",
                           {"wall-clock": {labels[a][0]: list(rt[a].values()) for a in labels},
@@ -455,7 +475,7 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
         for a in t.arms:
             per = dict(zip(a.seeds, a.finals))
             lines.append(f"| {a.label} | {fmt(a.chosen_lr)} | {a.trials or 'fixed'} | "
-                         + " | ".join(fmt(per.get(s)) for s in seeds)
+                         + " | ".join(fmt(per[s]) if s in per else "missing" for s in seeds)
                          + f" | {fmt(a.summary.mean)} | {fmt(a.step_time_s * 1e3, 3)} | {fmt_bytes(a.state_bytes)}"
                          f" | {fmt_bytes(a.peak_bytes)} |")
         andi = next((a for a in t.arms if a.tuning), None)
@@ -481,14 +501,35 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
 
 
 def generate_report(results_dir: str | Path, out: str | Path | None = None, *, figures: bool = True) -> Path:
-    """Write ``report.md`` (default: in ``results_dir``) and PNGs under ``figures/`` next to it."""
+    """Write ``report.md`` (default: in ``results_dir``) and PNGs under ``figures/`` next to it.
+
+    The report is replaced atomically. On any failure the report previously at ``out`` is removed (and the
+    error re-raised): it was computed from other results, and left in place it would pass for the current one.
+    """
     results_dir = Path(results_dir)
-    store = ResultStore(results_dir)
+    out = Path(out) if out is not None else results_dir / "report.md"
+    try:
+        text = _render(results_dir, out, figures)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write_text(out, text)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            out.unlink(missing_ok=True)
+        raise
+
+
+def _render(results_dir: Path, out: Path, figures: bool) -> str:
+    """The markdown of the report on ``results_dir`` (figures are written under ``out``'s folder)."""
+    # A corrupt record is moved aside and left out; the report never recomputes anything.
+    store = ResultStore(
+        results_dir,
+        corrupt_note="excluded from this report (re-run the command that produced it, `andi-bench run` or "
+        "`quick` with the same arguments, to recompute it)",
+    )
     manifests = store.manifests()
     if not manifests:
         raise FileNotFoundError(f"no manifest-*.json in {results_dir}: run `andi-bench quick` or "
                                 "`andi-bench run` with --out pointing there first")
-    out = Path(out) if out is not None else results_dir / "report.md"
     fig_dir = out.parent / "figures" if figures else None
     recs = _Records(store)
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -515,6 +556,4 @@ def generate_report(results_dir: str | Path, out: str | Path | None = None, *, f
         lines += [f"> **{len(recs.missing)} record(s) named by a manifest are missing or corrupt** and were left "
                   "out; re-run the same command to recompute them.", ""]
     lines += body
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    return out
+    return "\n".join(lines).rstrip() + "\n"

@@ -3,7 +3,9 @@
 Each run is stored as ``<results_dir>/<config.key()>.json`` (written to a temporary file, fsynced, then
 atomically renamed), so an interrupted sweep leaves only complete records behind. On restart a run whose
 record exists *and validates* (schema, key and config match, required fields present) is reused; a corrupt or
-partial file is logged with its path, moved aside to ``<key>.json.corrupt`` and recomputed — never used.
+partial file is logged with its path, moved aside to ``<key>.json.corrupt`` (``.corrupt.1``, ``.corrupt.2``,
+… when earlier copies are there: none is overwritten) and recomputed — never used. Files are written with the
+permissions of any other file (``0o666 & ~umask``), so the results are as readable as the report.
 
 After a task finishes, a manifest ``manifest-<protocol>-<task>-<size>.json`` records what the protocol
 decided (grids, edge extensions, tuning scores, chosen lr, reporting run keys). :mod:`andi.bench.report`
@@ -17,12 +19,12 @@ import logging
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from andi.bench.files import atomic_write_text, quarantine_path
 from andi.bench.protocol import FairProtocol, ReplayProtocol
 
 if TYPE_CHECKING:
@@ -114,11 +116,16 @@ def validate_record(
 
 # ================================================================================================= store
 class ResultStore:
-    """A results directory: one ``<key>.json`` per run plus ``manifest-*.json`` files."""
+    """A results directory: one ``<key>.json`` per run plus ``manifest-*.json`` files.
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    ``corrupt_note`` ends the warning logged for a corrupt record and says what the caller does about it
+    (a sweep recomputes the run, a report leaves it out), so the warning never promises what won't happen.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, corrupt_note: str = "it is not used") -> None:
         self.root = Path(root)
-        self.corrupt: list[Path] = []  # files found corrupt and moved aside by this object
+        self.corrupt_note = corrupt_note
+        self.corrupt: list[Path] = []  # files found corrupt (and moved aside when possible) by this object
 
     def path(self, key: str) -> Path:
         return self.root / f"{key}.json"
@@ -135,10 +142,13 @@ class ResultStore:
             problems = [f"unreadable JSON ({e})"]
         if not problems:
             return record
-        aside = path.with_name(path.name + ".corrupt")
-        logger.warning("corrupt result file %s: %s; moved to %s, the run will be recomputed",
-                       path, "; ".join(problems), aside.name)
-        os.replace(path, aside)
+        aside = quarantine_path(path)
+        try:
+            os.replace(path, aside)
+            where = f"moved to {aside.name}"
+        except OSError as e:  # e.g. a read-only results directory being reported on
+            where = f"left in place (cannot move it aside: {e.strerror or e})"
+        logger.warning("corrupt result file %s: %s; %s; %s", path, "; ".join(problems), where, self.corrupt_note)
         self.corrupt.append(path)
         return None
 
@@ -189,18 +199,7 @@ class ResultStore:
 
 
 def _atomic_write_json(path: Path, obj: Any) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
 # ================================================================================================= sweep
@@ -238,7 +237,7 @@ class Sweep:
         progress: bool | None = None,
         task_info: Callable[[str, str], TaskInfo] | None = None,
     ) -> None:
-        self.store = ResultStore(results_dir)
+        self.store = ResultStore(results_dir, corrupt_note="the run will be recomputed")
         self._run_fn = run_fn
         self.data_root = data_root
         self.progress = progress_enabled(progress)

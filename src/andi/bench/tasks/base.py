@@ -64,6 +64,8 @@ class Task(abc.ABC):
     primary_metric: ClassVar[str] = "loss"
     higher_is_better: ClassVar[bool] = False
     sizes: ClassVar[Mapping[str, SizeSpec]]
+    #: Datasets the task reads (keys of :data:`andi.bench.data.DATASETS`), so they can be checked up front.
+    datasets: ClassVar[tuple[str, ...]] = ()
     #: fnmatch pattern on parameter names -> role, applied after :func:`andi.param_roles`' detection.
     role_overrides: ClassVar[Mapping[str, str]] = {}
 

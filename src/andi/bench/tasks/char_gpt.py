@@ -74,6 +74,7 @@ class CharGPT(nn.Module):
 
 class CharGPTTask(Task):
     name = "gpt"
+    datasets = ("tinyshakespeare",)
     primary_metric = "loss"
     higher_is_better = False
     sizes: ClassVar[Mapping[str, SizeSpec]] = {

@@ -65,6 +65,7 @@ class ProjectionMLP(nn.Module):
 
 class CifarProjectionTask(Task):
     name = "cifar-proj"
+    datasets = ("cifar10",)
     primary_metric = "accuracy"
     higher_is_better = True
     sizes: ClassVar[Mapping[str, SizeSpec]] = {

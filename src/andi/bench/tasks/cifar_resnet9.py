@@ -96,6 +96,7 @@ def crop_flip(images: Tensor, generator: torch.Generator, padding: int = 4) -> T
 
 class CifarTask(Task):
     name = "cifar"
+    datasets = ("cifar10",)
     primary_metric = "accuracy"
     higher_is_better = True
     sizes: ClassVar[Mapping[str, SizeSpec]] = {

@@ -44,6 +44,7 @@ class DeepAutoencoder(nn.Module):
 
 class SaddleTask(Task):
     name = "saddle"
+    datasets = ("fashion-mnist",)
     primary_metric = "loss"
     higher_is_better = False
     sizes: ClassVar[Mapping[str, SizeSpec]] = {

@@ -1,0 +1,50 @@
+"""Errors the user can fix, as opposed to bugs: ``andi-bench`` prints them as one line, without a traceback.
+
+Validation raises :class:`UsageError` or :class:`SetupError`; :func:`andi.bench.cli.main` catches
+:class:`UserError` once, prints ``andi-bench: error: <message>`` to stderr and exits with the error's
+:attr:`~UserError.exit_code` (the traceback too with ``--debug``). Any other exception is a bug and keeps
+its traceback.
+
+Exit codes: 0 success; 1 an unexpected error (a bug: Python's own code for an uncaught exception);
+2 :data:`EXIT_USAGE`, the command line is wrong in itself; 3 :data:`EXIT_SETUP`, the command line is fine
+but the machine or its files cannot serve it (device, output location, datasets, results directory).
+"""
+
+from __future__ import annotations
+
+__all__ = ["EXIT_SETUP", "EXIT_USAGE", "SetupError", "UsageError", "UserError", "one_line"]
+
+EXIT_USAGE = 2
+EXIT_SETUP = 3
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: its non-empty lines, whitespace runs collapsed, joined with ``"; "``.
+
+    Multi-line messages (e.g. :class:`andi.bench.data.ChecksumError`'s) become ``what; expected …; actual …;
+    Fix: …``: a line's final ``:`` or ``.`` is dropped before the separator.
+    """
+    parts = [" ".join(line.split()) for line in str(text).splitlines() if line.strip()]
+    return "; ".join(p.rstrip(":.") if i < len(parts) - 1 else p for i, p in enumerate(parts))
+
+
+class UserError(Exception):
+    """A mistake the user can fix; the message says what is wrong and how to fix it."""
+
+    exit_code: int = EXIT_USAGE
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
+
+
+class UsageError(UserError):
+    """The command line itself is wrong: unknown names, empty lists, contradictory or out-of-range values."""
+
+    exit_code = EXIT_USAGE
+
+
+class SetupError(UserError):
+    """The command line is valid but this machine cannot serve it: no such device, an unwritable output
+    location, missing or corrupt datasets, a results directory without results."""
+
+    exit_code = EXIT_SETUP

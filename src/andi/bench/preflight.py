@@ -1,0 +1,130 @@
+"""Checks ``andi-bench`` makes before the first run, so that a mistake costs seconds, not a finished run.
+
+Each check raises :class:`~andi.bench.errors.UsageError` (the command line is wrong) or
+:class:`~andi.bench.errors.SetupError` (this machine cannot serve it) with a one-line message that names the
+option, says what is wrong and how to fix it. None of them writes anything, except that :func:`check_data`
+downloads missing dataset files when downloads are allowed (``ANDI_DATA_DOWNLOAD``), as the first run would.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from andi.bench.errors import SetupError, UsageError
+from andi.bench.protocol import FairProtocol, ReplayProtocol
+
+__all__ = ["check_data", "check_device", "check_names", "check_steps", "check_writable_dir", "min_steps"]
+
+
+def check_names(
+    option: str, what: str, requested: Sequence[str] | None, available: Sequence[str], default: Sequence[str]
+) -> list[str]:
+    """The requested names (``default`` when ``None``), duplicates dropped; an empty list or an unknown name
+    is a :class:`UsageError`."""
+    if requested is None:
+        return list(default)
+    names = list(dict.fromkeys(requested))
+    if not names:
+        raise UsageError(f"{option}: the list is empty; name at least one of {', '.join(available)}")
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise UsageError(
+            f"{option} {','.join(requested)}: unknown {what} {', '.join(map(repr, unknown))}; "
+            f"available: {', '.join(available)}"
+        )
+    return names
+
+
+def min_steps(schedule: str, warmup_frac: float = 0.0, decay_frac: float = 0.0, limit: int = 100_000) -> int | None:
+    """The fewest steps a run of ``schedule`` can have (``None`` if none up to ``limit`` fits)."""
+    from andi.bench.schedules import make_schedule
+
+    for n in range(1, limit + 1):
+        try:
+            make_schedule(schedule, n, warmup_frac=warmup_frac, decay_frac=decay_frac)
+        except ValueError:
+            continue
+        return n
+    return None
+
+
+def check_steps(protocol: FairProtocol | ReplayProtocol, steps: int | None) -> None:
+    """``--steps`` must be at least the protocol schedule's minimum (one message for 0, negative and too few)."""
+    if steps is None:
+        return
+    warmup = getattr(protocol, "warmup_frac", 0.0)
+    decay = getattr(protocol, "decay_frac", 0.0)
+    needed = min_steps(protocol.schedule, warmup, decay)
+    if needed is not None and steps >= needed:
+        return
+    shape = {"wsd": f" ({warmup:.0%} warmup + {decay:.0%} decay)", "cosine": f" ({warmup:.0%} warmup)"}
+    what = f"the {protocol.schedule} schedule{shape.get(protocol.schedule, '')} of protocol {protocol.name!r}"
+    fix = f"use --steps {needed} or more" if needed is not None else "choose another protocol"
+    raise UsageError(f"--steps {steps}: too few steps for {what}; {fix}")
+
+
+def check_device(device: str) -> None:
+    """``--device`` must name a torch device that exists here (cuda without CUDA is the common mistake)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device}: not a device name; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SetupError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise SetupError(
+                f"--device {device}: this machine has {count} CUDA device(s); use --device cuda:0 … cuda:{count - 1}"
+            )
+        return
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise SetupError(f"--device {device}: MPS is not available on this machine; use --device cpu")
+    try:  # any other backend: usable if it can hold a tensor
+        torch.empty(1, device=dev)
+    except Exception as e:  # torch raises RuntimeError, AssertionError, ... depending on the backend
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SetupError(f"--device {device}: not usable on this machine ({reason}); use --device cpu") from None
+
+
+def check_writable_dir(path: Path, option: str) -> None:
+    """Files can be created in the directory ``path`` (or, if it does not exist yet, ``path`` can be created).
+
+    Probes by creating and removing a temporary directory, which also works where permission bits say
+    nothing (root, ACLs, read-only mounts). Leaves nothing behind.
+    """
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise SetupError(f"{option} {path}: {where}, not a directory; choose another {option}")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".andi-bench-probe-", dir=existing))
+    except OSError as e:
+        raise SetupError(
+            f"{option} {path}: cannot write in {existing} ({e.strerror or e}); choose a writable {option}"
+        ) from None
+
+
+def check_data(tasks: Sequence[str], data_root: str | os.PathLike[str] | None) -> None:
+    """Every dataset the tasks read is present and matches its checksum (see :mod:`andi.bench.data`)."""
+    from andi.bench import data
+    from andi.bench.tasks import TASKS
+
+    needed: dict[str, list[str]] = {}
+    for task in tasks:
+        for name in TASKS[task].datasets:
+            needed.setdefault(name, []).append(task)
+    for name, users in needed.items():
+        try:
+            data.ensure_dataset(name, data_root)
+        except (OSError, data.ChecksumError) as e:  # DataMissingError is an OSError
+            raise SetupError(f"dataset {name} (task {', '.join(users)}): {e}") from e
