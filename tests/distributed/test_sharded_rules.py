@@ -10,7 +10,7 @@ import pytest
 dist_tensor = pytest.importorskip("torch.distributed.tensor", reason="torch build without DTensor")
 from torch.distributed.tensor import Partial, Replicate, Shard  # noqa: E402
 
-from andi.distributed.sharded import _classify  # noqa: E402
+from andi.distributed import classify_placements  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,7 @@ from andi.distributed.sharded import _classify  # noqa: E402
     ],
 )
 def test_layout_rules(placements, ndim: int, matrix: bool, expected) -> None:
-    assert _classify(placements, ndim, matrix) == expected
+    assert classify_placements(placements, ndim, matrix) == expected
 
 
 def test_communication_table_from_gpt2_shapes() -> None:

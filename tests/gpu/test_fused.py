@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -17,8 +18,15 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from andi.functional.andi import _single_tensor_andi
-from andi.functional.fused import _compiled_andi, _fused_andi, default_fused, fused_backends
+from andi.functional import andi
+from andi.functional.fused import FUSED_BY_DEFAULT_ON, default_fused, fused_backends
+
+# Each backend through the public switch, as users select it.
+run_single = functools.partial(andi, backend="single")
+run_compiled = functools.partial(andi, backend="compiled")
+run_triton = functools.partial(andi, backend="triton")
+run_fused = functools.partial(andi, fused=True)
+BACKEND_CALLS = {"run_compiled": run_compiled, "run_triton": run_triton, "run_fused": run_fused}
 
 # Both branches of Φ, a conv filter, a scalar, a small matrix and an empty tensor.
 SHAPES = [(64, 48), (48,), (8, 8), (6, 3, 3, 3), (96, 32), (), (0, 5), (40, 200)]
@@ -57,8 +65,8 @@ def _assert_same(actual: list, expected: list, rtol: float = 1e-6) -> None:
 def test_compiled_equals_single_tensor_and_never_recompiles() -> None:
     params, grads = _problem(SHAPES)
     lr = torch.tensor(0.02)
-    got = _run(_compiled_andi, params, grads[:2], lr=lr)
-    want = _run(_single_tensor_andi, params, grads[:2], lr=lr)
+    got = _run(run_compiled, params, grads[:2], lr=lr)
+    want = _run(run_single, params, grads[:2], lr=lr)
     _assert_same(got[0], want[0])
     _assert_same(got[1], want[1])
     assert got[1][6].shape == (0, 5)  # the empty tensor still gets its (empty) buffer
@@ -70,8 +78,8 @@ def test_compiled_equals_single_tensor_and_never_recompiles() -> None:
         for step, hyper in enumerate([dict(lr=torch.tensor(0.005)), dict(lr=0.01, momentum=0.5, weight_decay=0.0),
                                       dict(lr=0.03, eps=1e-6, weight_decay=0.3)]):
             kw = {**HYPER, **hyper}
-            _compiled_andi(p_got, grads[2 + step % 2], b_got, **kw)
-            _single_tensor_andi(p_want, grads[2 + step % 2], b_want, **kw)
+            run_compiled(p_got, grads[2 + step % 2], b_got, **kw)
+            run_single(p_want, grads[2 + step % 2], b_want, **kw)
             _assert_same(p_got, p_want)
             _assert_same(b_got, b_want)
 
@@ -80,25 +88,25 @@ def test_compiled_equals_single_tensor_and_never_recompiles() -> None:
 def test_fused_on_cpu_is_the_compiled_graph() -> None:
     assert fused_backends("cpu") in (["compile"], [])  # [] under TORCH_COMPILE_DISABLE
     params, grads = _problem(SHAPES, seed=1)
-    _assert_same(_run(_fused_andi, params, grads[:2])[0], _run(_single_tensor_andi, params, grads[:2])[0])
+    _assert_same(_run(run_fused, params, grads[:2])[0], _run(run_single, params, grads[:2])[0])
 
 
 @pytest.mark.compile
 def test_nonfinite_gradients_refuse_or_skip_without_writing() -> None:
     params, grads = _problem(SHAPES, seed=2)
-    p, b, _ = _run(_compiled_andi, params, grads[:1])
+    p, b, _ = _run(run_compiled, params, grads[:1])
     bad = [g.clone() for g in grads[1]]
     bad[4][3, 5] = float("nan")
     before = [t.clone() for t in (*p, *b)]
     with pytest.raises(FloatingPointError, match="parameter 4"):
-        _compiled_andi(p, bad, b, **HYPER)
+        run_compiled(p, bad, b, **HYPER)
     for t, t0 in zip((*p, *b), before):
         assert torch.equal(t, t0)  # a refused step changed nothing
 
     p_ref = [t.clone() for t in p]
     b_ref = [t.clone() for t in b]
-    assert _compiled_andi(p, bad, b, **{**HYPER, "skip_nonfinite": True}) == 1
-    assert _single_tensor_andi(p_ref, bad, b_ref, **{**HYPER, "skip_nonfinite": True}) == 1
+    assert run_compiled(p, bad, b, **{**HYPER, "skip_nonfinite": True}) == 1
+    assert run_single(p_ref, bad, b_ref, **{**HYPER, "skip_nonfinite": True}) == 1
     assert torch.equal(p[4], before[4]) and torch.equal(b[4], before[len(p) + 4])
     _assert_same(p, p_ref)
     _assert_same(b, b_ref)
@@ -109,24 +117,24 @@ def test_nonfinite_gradients_refuse_or_skip_without_writing() -> None:
 def test_compiled_float64_scalars_are_written_back() -> None:
     # Regression: inductor's CPU backend dropped the in-place write into 0-dim float64 inputs (torch 2.13).
     params, grads = _problem([(), (3,)], dtype=torch.float64, seed=6)
-    got = _run(_compiled_andi, params, grads[:2])
-    want = _run(_single_tensor_andi, params, grads[:2])
+    got = _run(run_compiled, params, grads[:2])
+    want = _run(run_single, params, grads[:2])
     _assert_same(got[0] + got[1], want[0] + want[1], rtol=1e-12)
 
 
 def test_reference_mode_and_defaults_need_no_compiler() -> None:
     params, grads = _problem(SHAPES, seed=3)
-    got = _run(_compiled_andi, params, grads[:2], compat="reference", weight_decay=0.0)
-    want = _run(_single_tensor_andi, params, grads[:2], compat="reference", weight_decay=0.0)
+    got = _run(run_compiled, params, grads[:2], compat="reference", weight_decay=0.0)
+    want = _run(run_single, params, grads[:2], compat="reference", weight_decay=0.0)
     for a, e in zip(got[0] + got[1], want[0] + want[1]):
         assert torch.equal(a, e)  # delegated to the script's op-by-op path
     assert not default_fused([torch.zeros(3)])  # CPU keeps foreach under fused=None
     assert not default_fused([])
-    assert _compiled_andi([], [], [], **HYPER) == 0
+    assert run_compiled([], [], [], **HYPER) == 0
     with pytest.raises(ValueError, match="same length"):
-        _compiled_andi([torch.zeros(2)], [], [], **HYPER)
+        run_compiled([torch.zeros(2)], [], [], **HYPER)
     with pytest.raises(RuntimeError, match="sparse"):
-        _compiled_andi([torch.zeros(3)], [torch.zeros(3).to_sparse()], [None], **HYPER)
+        run_compiled([torch.zeros(3)], [torch.zeros(3).to_sparse()], [None], **HYPER)
 
 
 @pytest.mark.compile
@@ -138,8 +146,8 @@ def test_reference_mode_and_defaults_need_no_compiler() -> None:
 )
 def test_compiled_variants(overrides: dict) -> None:
     params, grads = _problem(SHAPES, seed=4)
-    got = _run(_compiled_andi, params, grads[:3], **overrides)
-    want = _run(_single_tensor_andi, params, grads[:3], **overrides)
+    got = _run(run_compiled, params, grads[:3], **overrides)
+    want = _run(run_single, params, grads[:3], **overrides)
     _assert_same(got[0], want[0])
     _assert_same(got[1], want[1])
 
@@ -149,8 +157,8 @@ def test_compiled_variants(overrides: dict) -> None:
 @pytest.mark.parametrize(("dtype", "momentum_dtype"), [(torch.bfloat16, torch.float32), (torch.float64, None)])
 def test_compiled_low_and_high_precision(dtype: torch.dtype, momentum_dtype: torch.dtype | None) -> None:
     params, grads = _problem(SHAPES, dtype=dtype, seed=5)
-    got = _run(_compiled_andi, params, grads[:3], momentum_dtype=momentum_dtype)
-    want = _run(_single_tensor_andi, params, grads[:3], momentum_dtype=momentum_dtype)
+    got = _run(run_compiled, params, grads[:3], momentum_dtype=momentum_dtype)
+    want = _run(run_single, params, grads[:3], momentum_dtype=momentum_dtype)
     assert all(p.dtype == dtype for p in got[0])
     assert all(b.dtype == (momentum_dtype or dtype) for b in got[1])
     # bf16: the fused update rounds once, the loop after every op — equal to a few bf16 ulps.
@@ -162,7 +170,7 @@ def test_compiled_low_and_high_precision(dtype: torch.dtype, momentum_dtype: tor
 _INTERPRETED = textwrap.dedent(
     """
     import torch
-    from andi.functional.andi import _single_tensor_andi
+    from andi.functional import andi
     from andi.functional._triton import triton_andi_step
     from andi.functional.matrix import uses_equilibration
 
@@ -175,8 +183,8 @@ _INTERPRETED = textwrap.dedent(
     for nesterov, maximize, lr in ((True, False, 0.02), (False, True, torch.tensor(0.01))):
         grads = [torch.randn(s, generator=gen) for s in shapes]
         kw = dict(lr=lr, momentum=0.9, nesterov=nesterov, weight_decay=0.1, eps=1e-8)
-        _single_tensor_andi(p1, grads, b1, min_dim=16, compat="paper", maximize=maximize, skip_nonfinite=False,
-                            momentum_dtype=None, **kw)
+        andi(p1, grads, b1, min_dim=16, compat="paper", maximize=maximize, skip_nonfinite=False,
+             momentum_dtype=None, backend="single", **kw)
         ok = triton_andi_step(p2, grads, b2, equilibrate=eq, maximize=maximize, per_tensor_gate=False, **kw)
         assert ok.all()
     for a, b in zip(p1 + b1, p2 + b2):
@@ -206,29 +214,27 @@ def test_triton_kernels_interpreted_on_cpu() -> None:
 # --------------------------------------------------------------------------------------------------------- CUDA
 @pytest.mark.gpu
 @pytest.mark.compile
-@pytest.mark.parametrize("impl_name", ["_compiled_andi", "_triton_andi", "_fused_andi"])
+@pytest.mark.parametrize("impl_name", ["run_compiled", "run_triton", "run_fused"])
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_cuda_paths_equal_single_tensor(impl_name: str, nesterov: bool) -> None:
-    from andi.functional import fused
 
-    if impl_name == "_triton_andi" and "triton" not in fused_backends("cuda"):
+    if impl_name == "run_triton" and "triton" not in fused_backends("cuda"):
         pytest.skip("triton is not installed")
     params, grads = _problem(GPU_SHAPES, device="cuda")
-    got = _run(getattr(fused, impl_name), params, grads, nesterov=nesterov, lr=torch.tensor(0.02, device="cuda"))
-    want = _run(_single_tensor_andi, params, grads, nesterov=nesterov, lr=torch.tensor(0.02, device="cuda"))
+    got = _run(BACKEND_CALLS[impl_name], params, grads, nesterov=nesterov, lr=torch.tensor(0.02, device="cuda"))
+    want = _run(run_single, params, grads, nesterov=nesterov, lr=torch.tensor(0.02, device="cuda"))
     _assert_same(got[0], want[0])
     _assert_same(got[1], want[1])
 
 
 @pytest.mark.gpu
 @pytest.mark.compile
-@pytest.mark.parametrize("impl_name", ["_compiled_andi", "_triton_andi"])
+@pytest.mark.parametrize("impl_name", ["run_compiled", "run_triton"])
 def test_cuda_nonfinite_and_bf16(impl_name: str) -> None:
-    from andi.functional import fused
 
-    if impl_name == "_triton_andi" and "triton" not in fused_backends("cuda"):
+    if impl_name == "run_triton" and "triton" not in fused_backends("cuda"):
         pytest.skip("triton is not installed")
-    impl = getattr(fused, impl_name)
+    impl = BACKEND_CALLS[impl_name]
     params, grads = _problem(GPU_SHAPES, device="cuda", seed=1)
     p, b, _ = _run(impl, params, grads[:1])
     bad = [g.clone() for g in grads[1]]
@@ -242,7 +248,7 @@ def test_cuda_nonfinite_and_bf16(impl_name: str) -> None:
 
     params16, grads16 = _problem(GPU_SHAPES, device="cuda", dtype=torch.bfloat16, seed=2)
     got = _run(impl, params16, grads16[:2], momentum_dtype=torch.float32)
-    want = _run(_single_tensor_andi, params16, grads16[:2], momentum_dtype=torch.float32)
+    want = _run(run_single, params16, grads16[:2], momentum_dtype=torch.float32)
     _assert_same(got[0], want[0], rtol=2e-2)
     _assert_same(got[1], want[1], rtol=1e-5)
 
@@ -251,11 +257,11 @@ def test_cuda_nonfinite_and_bf16(impl_name: str) -> None:
 @pytest.mark.compile
 def test_cuda_no_recompile_and_default() -> None:
     params, grads = _problem(GPU_SHAPES, device="cuda", seed=3)
-    assert default_fused(params)
-    p, b, _ = _run(_compiled_andi, params, grads[:1])
+    assert default_fused(params) == ("cuda" in FUSED_BY_DEFAULT_ON)  # off until proven on a GPU
+    p, b, _ = _run(run_compiled, params, grads[:1])
     with torch._dynamo.config.patch(error_on_recompile=True):
         for lr in (0.01, torch.tensor(0.003, device="cuda"), 0.02):
-            _compiled_andi(p, grads[1], b, **{**HYPER, "lr": lr, "momentum": 0.8})
+            run_compiled(p, grads[1], b, **{**HYPER, "lr": lr, "momentum": 0.8})
 
 
 @pytest.mark.gpu

@@ -143,41 +143,6 @@ class Arm:
     unavailable: Callable[[torch.device], str | None] = lambda device: None
 
 
-def _functional_andi(impl_name: str) -> Callable[[list[Tensor]], Optimizer]:
-    """An :class:`andi.ANDI` whose ``step`` calls one fixed functional implementation from ``andi.functional``."""
-
-    def build(params: list[Tensor]) -> Optimizer:
-        from andi import ANDI
-        from andi.functional import fused
-
-        impl = getattr(fused, impl_name)
-
-        class _FixedPathANDI(ANDI):
-            @torch.no_grad()
-            def step(self, closure: Callable[[], Any] | None = None) -> Any:
-                if closure is not None:
-                    raise ValueError("the step benchmark's fixed-path ANDI takes no closure")
-                for group in self.param_groups:
-                    ps: list[Tensor] = []
-                    gs: list[Tensor] = []
-                    bufs: list[Tensor | None] = []
-                    self._init_group(group, ps, gs, bufs)
-                    self.nonfinite_skips += impl(
-                        ps, gs, bufs, lr=group["lr"], momentum=group["momentum"], nesterov=group["nesterov"],
-                        weight_decay=group["weight_decay"], eps=group["eps"], min_dim=group["min_dim"],
-                        compat=group["compat"], maximize=group["maximize"],
-                        skip_nonfinite=group["skip_nonfinite"], momentum_dtype=group["momentum_dtype"],
-                    )
-                    for p, buf in zip(ps, bufs):
-                        if buf is not None:
-                            self.state[p]["momentum_buffer"] = buf
-                return None
-
-        return _FixedPathANDI(params)
-
-    return build
-
-
 def _needs_backend(backend: str) -> Callable[[torch.device], str | None]:
     def check(device: torch.device) -> str | None:
         from andi.functional.fused import fused_backends
@@ -222,9 +187,9 @@ def available_arms() -> dict[str, Arm]:
     arms = [
         Arm("andi-single", "ANDI, single-tensor loop (foreach=False)", _andi(foreach=False)),
         Arm("andi-foreach", "ANDI, torch._foreach_* path (foreach=True)", _andi(foreach=True)),
-        Arm("andi-compiled", "ANDI, one torch.compile graph over all tensors", _functional_andi("_compiled_andi"),
+        Arm("andi-compiled", "ANDI, one torch.compile graph over all tensors", _andi(backend="compiled"),
             unavailable=_needs_backend("compile")),
-        Arm("andi-fused", "ANDI, Triton kernels (CUDA)", _functional_andi("_triton_andi"),
+        Arm("andi-fused", "ANDI, Triton kernels (CUDA)", _andi(backend="triton"),
             unavailable=_needs_backend("triton")),
         Arm("adamw-foreach", "torch.optim.AdamW(foreach=True)",
             lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True)),

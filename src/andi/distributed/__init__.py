@@ -1,7 +1,7 @@
 """ANDI beyond one device: DDP, FSDP2 and DTensor.
 
 * **DDP** needs nothing: gradients are all-reduced before ``step()`` and every replica computes the same update.
-* **FSDP2 / DTensor**: :class:`andi.ANDI` detects DTensor parameters and runs :mod:`andi.distributed.sharded`, which
+* **FSDP2 / DTensor**: :class:`andi.ANDI` detects DTensor parameters and runs :mod:`andi.functional.dtensor`, which
   computes exactly the full-tensor step while communicating one bucketed vector all-reduce (column sums of squares)
   and one bucketed scalar all-reduce per device mesh and step. Layouts without a local rule are gathered, with a
   one-time :class:`ShardedFallbackWarning`.
@@ -31,6 +31,6 @@ def is_available() -> bool:
 
 
 if is_available():
-    from .sharded import ShardedFallbackWarning, dtensor_grad_norms
+    from .sharded import ShardedFallbackWarning, classify_placements, dtensor_grad_norms
 
-    __all__ += ["ShardedFallbackWarning", "dtensor_grad_norms"]
+    __all__ += ["ShardedFallbackWarning", "classify_placements", "dtensor_grad_norms"]

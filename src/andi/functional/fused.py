@@ -1,7 +1,7 @@
 r"""The fused ANDI step: one compiled graph (or a handful of Triton kernels) for every tensor of a call.
 
-Same update as :mod:`andi.functional.andi` (``H = Φ(G)``, Nesterov momentum on ``H``, decoupled weight decay), with
-the same signature as ``_multi_tensor_andi`` so the optimizer can dispatch to it with ``fused=True``:
+Same update as the eager backends (``H = Φ(G)``, Nesterov momentum on ``H``, decoupled weight decay), selected with
+``andi(..., backend="compiled" | "triton")`` or the optimizer's ``fused=True``:
 
 .. math::
     \begin{aligned}
@@ -18,21 +18,22 @@ elements**, the same as fused AdamW (``G, m, v`` read, ``m, v, θ`` written, ``�
 small matrices) needs two reads of ``G``: 6·N. Every intermediate other than the ``O(m + n)`` norms stays in
 registers.
 
-Two implementations, selected by :func:`_fused_andi`:
+Two implementations (``fused=True`` takes Triton where it applies, else the graph):
 
-* ``_compiled_andi`` — a ``torch.compile``'d graph over all the tensors of one call (CPU and CUDA). Hyperparameters
+* ``backend="compiled"`` — a ``torch.compile``'d graph over all the tensors of one call (CPU and CUDA). Hyperparameters
   enter as 0-dim tensors, so changing ``lr``, ``momentum``, ``weight_decay`` or ``eps`` never recompiles; the graph
   structure (shapes, dtypes, branch of each tensor, ``nesterov``, ``maximize``) is compiled once per distinct
   layout, each layout in its own dynamo cache so many parameter groups do not exhaust the recompile limit.
-* ``_triton_andi`` (:mod:`andi.functional._triton`, imported only when Triton and CUDA are present) — at most
+* ``backend="triton"`` (:mod:`andi.functional._triton`, imported only when Triton and CUDA are present) — at most
   eight launches per storage dtype whatever the number and shapes of the tensors (tile tables over all tensors,
   pointer tables instead of stacking).
 
 Non-finite gradients follow the optimizer's contract without a mid-step host sync: the graph computes a finite
 flag per tensor from ``ν`` and gates every store on it (all tensors on the global flag unless
-``skip_nonfinite``), then a single sync at the end raises ``FloatingPointError`` — nothing was modified — or counts
-the skipped tensors. ``compat="reference"`` (the author's script, op by op) and groups spanning several devices use
-the single-tensor path, as ``_multi_tensor_andi`` does.
+``skip_nonfinite``), then a single sync at the end finds the tensors that were not written and hands them to the
+single-tensor backend, which raises ``FloatingPointError`` (nothing was modified), skips and counts them, or rescues
+a finite gradient whose squares overflowed. ``compat="reference"`` (the author's script, op by op) and groups
+spanning several devices use the single-tensor backend, as the foreach backend does.
 
 Precision: reductions and the update run in fp32 for fp16/bf16 tensors (in fp64 for fp64) and are rounded once
 when stored, so for low-precision parameters the fused result is at least as accurate as the foreach path (which
@@ -50,12 +51,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .andi import _single_tensor_andi
+from .eager import _single_tensor_andi
 from .matrix import as_matrix, uses_equilibration
 from .precondition import compute_dtype
-from .validation import Compat
+from .validation import AndiHyperparameters
 
-__all__ = ["FusedBackend", "default_fused", "fused_backends", "triton_available"]
+__all__ = ["FUSED_BY_DEFAULT_ON", "FusedBackend", "default_fused", "fused_backends", "triton_available"]
 
 FusedBackend = Literal["auto", "compile", "triton"]
 
@@ -96,19 +97,26 @@ def fused_backends(device: torch.device | str) -> list[str]:
     return backends
 
 
-def default_fused(params: Sequence[Tensor], *, differentiable: bool = False) -> bool:
-    """What ``fused=None`` means: the fused path for plain dense CUDA tensors on one device when one is usable.
+#: Device types on which ``fused=None`` picks the fused path. Empty until the fused kernels have passed
+#: ``tests/gpu`` and the step benchmark on a real GPU (torch's own policy: fused becomes a default only once proven);
+#: until then CUDA takes the foreach path by default and ``fused=True`` (or ``backend="triton"``) opts in.
+FUSED_BY_DEFAULT_ON: frozenset[str] = frozenset()
 
-    CPU keeps the foreach path (the compiled CPU graph exists and is correct, but its first call compiles C++ for
-    tens of seconds, which users of ``fused=None`` on CPU did not ask for).
+
+def default_fused(params: Sequence[Tensor]) -> bool:
+    """What ``fused=None`` means: the fused path for plain dense tensors on one device whose type is in
+    :data:`FUSED_BY_DEFAULT_ON` and has a usable fused backend; otherwise the eager paths.
+
+    CPU is not in the set: the compiled CPU graph is correct, but its first call compiles C++ for tens of seconds,
+    which users of ``fused=None`` did not ask for.
     """
-    if differentiable or not params:
+    if not params:
         return False
     devices = {p.device for p in params}
     if len(devices) != 1:
         return False
     (device,) = devices
-    if device.type != "cuda" or not fused_backends(device):
+    if device.type not in FUSED_BY_DEFAULT_ON or not fused_backends(device):
         return False
     return all(type(p) in (Tensor, torch.nn.Parameter) and p.layout == torch.strided for p in params)
 
@@ -217,29 +225,23 @@ def _hyper_tensors(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The dispatching functionals (same signature as _multi_tensor_andi)
+# The backends (same signature as the eager ones; :func:`andi.functional.andi` dispatches with backend=...)
 # ----------------------------------------------------------------------------------------------------------------
-def _prepare(
-    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
-    momentum: float, momentum_dtype: torch.dtype | None,
-) -> list[int]:
+def _prepare(params: list[Tensor], momentum_buffers: list[Tensor | None], hp: AndiHyperparameters) -> list[int]:
     """Create zero buffers where missing (``M_0 = 0`` gives ``M_1 = H_1``, the foreach path's clone) and return the
-    indices of the non-empty tensors. Raises for sparse or complex gradients."""
+    indices of the non-empty tensors (the inputs were checked by the dispatcher)."""
     active = []
-    for i, (p, g) in enumerate(zip(params, grads)):
-        if g.is_sparse:
-            raise RuntimeError("ANDI does not support sparse gradients")
-        if g.is_complex() or p.is_complex():
-            raise RuntimeError("ANDI does not support complex tensors; pass torch.view_as_real(G)")
-        if momentum != 0 and momentum_buffers[i] is None:
-            momentum_buffers[i] = torch.zeros_like(p, dtype=momentum_dtype or p.dtype,
-                                                   memory_format=torch.preserve_format)
+    for i, p in enumerate(params):
+        if hp.momentum != 0 and momentum_buffers[i] is None:
+            momentum_buffers[i] = torch.zeros_like(
+                p, dtype=hp.momentum_dtype or p.dtype, memory_format=torch.preserve_format
+            )
         if p.numel() > 0:
             active.append(i)
     return active
 
 
-def _finish(finite: Tensor, active: list[int], skip_nonfinite: bool) -> list[int]:
+def _unwritten(finite: Tensor, active: list[int]) -> list[int]:
     """The one host sync of a fused step: the indices (into the call's lists) of the tensors the graph did not write.
 
     Without ``skip_nonfinite`` the graph gates every tensor on all flags, so then nothing at all was written.
@@ -250,7 +252,7 @@ def _finish(finite: Tensor, active: list[int], skip_nonfinite: bool) -> list[int
 
 def _redo_unwritten(
     unwritten: list[int], params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None],
-    **hyper: object,
+    hp: AndiHyperparameters,
 ) -> int:
     """Hand the tensors the graph did not write (a non-finite ν) to the single-tensor path, which raises or skips
     for NaN/Inf and rescues finite gradients whose squares overflowed; returns the number it skipped.
@@ -258,82 +260,54 @@ def _redo_unwritten(
     Without ``skip_nonfinite`` nothing was written, so the whole call is redone there (same result to 1e-6); with
     it the other tensors are done and only these are redone. Rare path: one more pass over a few tensors.
     """
-    idx = range(len(params)) if not hyper["skip_nonfinite"] else unwritten
+    idx = unwritten if hp.skip_nonfinite else range(len(params))
     sub_bufs = [momentum_buffers[i] for i in idx]
-    skipped = _single_tensor_andi([params[i] for i in idx], [grads[i] for i in idx], sub_bufs, **hyper)  # type: ignore[arg-type]
+    skipped = _single_tensor_andi([params[i] for i in idx], [grads[i] for i in idx], sub_bufs, hp)
     for i, buf in zip(idx, sub_bufs):
         momentum_buffers[i] = buf
     return skipped
 
 
 def _fused_andi(
-    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
-    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
-    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], hp: AndiHyperparameters
 ) -> int:
-    """The fused step: Triton kernels on CUDA when Triton is installed, the compiled graph otherwise.
-
-    Same contract as ``_multi_tensor_andi``: updates in place, creates missing momentum buffers, returns the number
-    of skipped non-finite tensors. See the module docstring for the selection rules.
-    """
-    return _dispatch(
-        "auto", params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
-        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
-    )
+    """What ``fused=True`` runs: the Triton kernels where they apply (CUDA, contiguous fp32/bf16/fp16 tensors, not
+    inside the user's compiled region), else the compiled graph. Same contract as the eager backends."""
+    return _run_fused("auto", params, grads, momentum_buffers, hp)
 
 
 def _compiled_andi(
-    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
-    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
-    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], hp: AndiHyperparameters
 ) -> int:
-    """:func:`_fused_andi` forced onto the ``torch.compile`` graph (CPU or CUDA)."""
-    return _dispatch(
-        "compile", params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
-        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
-    )
+    """``backend="compiled"``: the ``torch.compile`` graph (CPU or CUDA)."""
+    return _run_fused("compile", params, grads, momentum_buffers, hp)
 
 
 def _triton_andi(
-    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
-    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
-    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+    params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], hp: AndiHyperparameters
 ) -> int:
-    """:func:`_fused_andi` forced onto the Triton kernels (CUDA; contiguous tensors)."""
-    return _dispatch(
-        "triton", params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
-        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
-    )
+    """``backend="triton"``: the Triton kernels (CUDA; contiguous tensors)."""
+    return _run_fused("triton", params, grads, momentum_buffers, hp)
 
 
-def _dispatch(
-    backend: FusedBackend, params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], *,
-    lr: float | Tensor, momentum: float, nesterov: bool, weight_decay: float, eps: float, min_dim: int,
-    compat: Compat, maximize: bool, skip_nonfinite: bool, momentum_dtype: torch.dtype | None,
+def _run_fused(
+    backend: FusedBackend, params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None],
+    hp: AndiHyperparameters,
 ) -> int:
-    if not (len(params) == len(grads) == len(momentum_buffers)):
-        raise ValueError("andi: params, grads and momentum_buffers must have the same length")
     if not params:
         return 0
     devices = {p.device for p in params} | {g.device for g in grads}
-    if compat == "reference" or len(devices) != 1:
+    if hp.compat == "reference" or len(devices) != 1:
         # The script's op order is defined per tensor; several devices would need a cross-device gate.
-        return _single_tensor_andi(
-            params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
-            weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
-            skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
-        )
+        return _single_tensor_andi(params, grads, momentum_buffers, hp)
     (device,) = devices
-    active = _prepare(params, grads, momentum_buffers, momentum=momentum, momentum_dtype=momentum_dtype)
+    active = _prepare(params, momentum_buffers, hp)
     if not active:
         return 0
     ps = [params[i] for i in active]
     gs = [grads[i] for i in active]
-    bs = [momentum_buffers[i] for i in active] if momentum != 0 else []
-    equilibrate = tuple(uses_equilibration(g.shape, min_dim) for g in gs)
+    bs = [momentum_buffers[i] for i in active] if hp.momentum != 0 else []
+    equilibrate = tuple(uses_equilibration(g.shape, hp.min_dim) for g in gs)
     available = fused_backends(device)
     if backend == "auto":
         suitable = all(t.is_contiguous() and t.dtype in _TRITON_DTYPES for t in (*ps, *gs, *bs))
@@ -345,15 +319,15 @@ def _dispatch(
         from ._triton import triton_andi_step
 
         finite = triton_andi_step(
-            ps, gs, bs, equilibrate=equilibrate, lr=lr, momentum=momentum, weight_decay=weight_decay, eps=eps,
-            nesterov=nesterov, maximize=maximize, per_tensor_gate=skip_nonfinite,
+            ps, gs, bs, equilibrate=equilibrate, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
+            eps=hp.eps, nesterov=hp.nesterov, maximize=hp.maximize, per_tensor_gate=hp.skip_nonfinite,
         )
     else:
         # 0-dim tensors go in as 1-element views: inductor's CPU backend (torch 2.13) drops the in-place write-back
         # into a 0-dim float64 graph input. The view shares storage, and Φ treats () and (1,) alike.
         ps, gs, bs = ([t.view(1) if t.ndim == 0 else t for t in ts] for ts in (ps, gs, bs))
-        hyper, lr_t = _hyper_tensors(device, lr, momentum, weight_decay, eps, skip_nonfinite)
-        flags = dict(equilibrate=equilibrate, nesterov=nesterov, maximize=maximize, has_momentum=momentum != 0)
+        hyper, lr_t = _hyper_tensors(device, hp.lr, hp.momentum, hp.weight_decay, hp.eps, hp.skip_nonfinite)
+        flags = dict(equilibrate=equilibrate, nesterov=hp.nesterov, maximize=hp.maximize, has_momentum=hp.momentum != 0)
         if torch.compiler.is_compiling():  # already inside the user's compiled region: let dynamo trace it inline
             graph: Callable[..., Tensor] = _andi_graph
         else:
@@ -362,11 +336,5 @@ def _dispatch(
             graph = _compiled_graph(layout)
         with torch.no_grad():
             finite = graph(ps, gs, bs, hyper, lr_t, **flags)
-    unwritten = _finish(finite, active, skip_nonfinite)
-    if not unwritten:
-        return 0
-    return _redo_unwritten(
-        unwritten, params, grads, momentum_buffers, lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, eps=eps, min_dim=min_dim, compat=compat, maximize=maximize,
-        skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
-    )
+    unwritten = _unwritten(finite, active)
+    return _redo_unwritten(unwritten, params, grads, momentum_buffers, hp) if unwritten else 0

@@ -21,16 +21,18 @@ operation: ``eps`` added to each norm, ``τ = hypot(‖G‖ + 1e-8, 1)`` on the 
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from .matrix import as_matrix, matrix_shape, uses_equilibration
+from .validation import Compat, check_step_tensors
 
 __all__ = [
     "DEFAULT_EPS",
     "DEFAULT_MIN_DIM",
+    "SCRIPT_EPS",
     "AndiStats",
     "andi_precondition",
     "compute_dtype",
@@ -39,6 +41,8 @@ __all__ = [
     "equilibrate",
     "gradient_stats",
     "reference_direction",
+    "script_denominator",
+    "script_scale",
 ]
 
 #: ε of Algorithm 1 (paper §4, "ε = 1e-8"), guarding the divisions.
@@ -46,7 +50,6 @@ DEFAULT_EPS = 1e-8
 #: δ of Algorithm 1 (paper §4, "δ = 16"): equilibrate only when both matrix sides exceed it.
 DEFAULT_MIN_DIM = 16
 
-Compat = Literal["paper", "reference"]
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
@@ -114,24 +117,39 @@ def direction_from_stats(grad: Tensor, stats: AndiStats, *, eps: float, maximize
     return direction.neg_() if maximize else direction
 
 
-def reference_direction(grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximize: bool = False) -> Tensor:
-    """Φ exactly as the reference script computes it (``andi.md`` §3), in the gradient's dtype.
+#: The reference script hard-codes this epsilon (``ANDI.py``, VladimerKhasia/ANDI@29f90fe).
+SCRIPT_EPS = 1e-8
 
-    The script hard-codes ``1e-8``; ``min_dim`` is kept as a parameter (the script's value is 16).
+
+def script_denominator(row_norm: Tensor, col_norm: Tensor) -> Tensor:
+    """The script's equilibration denominator ``(‖M_i‖ + 1e-8) + (‖M_j‖ + 1e-8)``, in its order of operations."""
+    return (row_norm + SCRIPT_EPS) + (col_norm + SCRIPT_EPS)
+
+
+def script_scale(norm: Tensor, hat_norm: Tensor | None) -> Tensor:
+    """The script's energy scale: ``hypot(ν + 1e-8, 1) / (‖Ĝ‖ + 1e-8)`` on matrices (``hat_norm`` given), else
+    ``hypot(ν, 1) / (ν + 1e-8)``. Shared by :func:`reference_direction` and the DTensor backend."""
+    one = torch.ones_like(norm)
+    if hat_norm is None:
+        return torch.hypot(norm, one) / (norm + SCRIPT_EPS)
+    return torch.hypot(norm + SCRIPT_EPS, one) / (hat_norm + SCRIPT_EPS)
+
+
+def reference_direction(grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximize: bool = False) -> Tensor:
+    """Φ exactly as the reference script computes it (``compat="reference"``), in the gradient's dtype.
+
+    The script hard-codes ``1e-8`` (:data:`SCRIPT_EPS`); ``min_dim`` is kept as a parameter (the script's value is
+    16). How the script differs from Algorithm 1: the README, section ``compat="reference"``.
     """
     g = -grad if maximize else grad
-    one = torch.tensor(1.0, device=g.device, dtype=g.dtype)
     if g.ndim > 1:
         rows, cols = matrix_shape(g.shape)
         if rows > min_dim and cols > min_dim:
             g_mat = g.reshape(rows, cols)
-            r_norm = g_mat.norm(dim=1, keepdim=True) + 1e-8
-            c_norm = g_mat.norm(dim=0, keepdim=True) + 1e-8
-            g_white = (g_mat / (r_norm + c_norm)).view(g.shape)
-            target = torch.hypot(g.norm() + 1e-8, one)
-            return g_white * (target / (g_white.norm() + 1e-8))
-    target = torch.hypot(g.norm(), one)
-    return g * (target / (g.norm() + 1e-8))
+            denominator = script_denominator(g_mat.norm(dim=1, keepdim=True), g_mat.norm(dim=0, keepdim=True))
+            g_white = (g_mat / denominator).view(g.shape)
+            return g_white * script_scale(g.norm(), g_white.norm())
+    return g * script_scale(g.norm(), None)
 
 
 def andi_precondition(
@@ -153,10 +171,7 @@ def andi_precondition(
     Returns:
         ``H`` with ``G``'s shape and dtype.
     """
-    if G.is_sparse:
-        raise RuntimeError("ANDI does not support sparse gradients")
-    if G.is_complex():
-        raise RuntimeError("ANDI does not support complex tensors; pass torch.view_as_real(G)")
+    check_step_tensors([G], [G], [None])  # the one sparse/complex refusal
     if compat == "reference":
         return reference_direction(G, min_dim=min_dim)
     if compat != "paper":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -19,6 +20,7 @@ from torch import Tensor
 
 __all__ = [
     "COMPAT_MODES",
+    "AndiHyperparameters",
     "Compat",
     "check_hyperparameters",
     "check_step_tensors",
@@ -230,3 +232,40 @@ def nonfinite_gradient_error(
         f"ANDI: {cause} for parameter {index} of the group; the step was refused {where}and no parameter or state "
         f"was changed. {advice}"
     )
+
+
+@dataclass(frozen=True)
+class AndiHyperparameters:
+    r"""ANDI's hyperparameters for one call, validated once when built and read by every backend.
+
+    The update rule they parameterise (per tensor, :math:`H = \Phi(G)` with ``eps`` and ``min_dim``):
+    :math:`M \leftarrow \mu M + H`, :math:`U = H + \mu M` (``nesterov``) or :math:`M`,
+    :math:`\theta \leftarrow \theta(1 - \eta\lambda) - \eta U`.
+
+    Example:
+        >>> hp = AndiHyperparameters(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)
+        >>> hp.compat
+        'paper'
+        >>> AndiHyperparameters(lr=0.02, momentum=1.0, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)
+        Traceback (most recent call last):
+        ...
+        ValueError: Invalid momentum value: 1.0 (must be in [0, 1))
+    """
+
+    lr: float | Tensor
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    eps: float
+    min_dim: int
+    compat: Compat = "paper"
+    maximize: bool = False
+    skip_nonfinite: bool = False
+    momentum_dtype: torch.dtype | None = None
+
+    def __post_init__(self) -> None:
+        check_hyperparameters(
+            lr=self.lr, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay, eps=self.eps,
+            min_dim=self.min_dim, compat=self.compat, maximize=self.maximize, skip_nonfinite=self.skip_nonfinite,
+            momentum_dtype=self.momentum_dtype,
+        )

@@ -1,16 +1,18 @@
-"""Validation helpers and argument documentation shared by the optimizer classes."""
+"""The step template, validation helpers and argument documentation shared by the optimizer classes."""
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
 __all__ = [
+    "FunctionalOptimizer",
     "MatrixOptimizer",
     "check_distinct_params",
     "check_lr",
@@ -68,8 +70,65 @@ _MAXIMIZE_DOC = """maximize (bool): maximize the objective instead of minimizing
 DOCS = {"foreach": _FOREACH_DOC, "maximize": _MAXIMIZE_DOC}
 
 
+class FunctionalOptimizer(Optimizer):
+    """The one ``step`` of the comparison family: a subclass is its constructor plus two declarations.
 
-class MatrixOptimizer(Optimizer):
+    ``_functional`` is the pure update rule (a ``staticmethod`` wrapping a function of :mod:`andi.functional`), called
+    once per parameter group as ``_functional(params, grads, *state_lists, **hyperparameters)``:
+
+    - ``params``, ``grads``: the group's parameters that have a gradient (sparse gradients are refused);
+    - ``state_lists``: one list per name in ``_state_keys``, holding each parameter's state tensor under that name or
+      ``None``; the functional creates missing tensors in place in the list (the torch SGD convention);
+    - ``hyperparameters``: the group's value of every keyword-only argument of ``_functional`` (so the functional's
+      signature is the one list of what a group must hold).
+
+    Tensors the functional put into ``state_lists`` are then stored in ``self.state`` under their name; a parameter
+    whose lists stay ``None`` gets no state entry. ``step`` runs under ``no_grad`` and its closure under
+    ``enable_grad``. Nothing here reads a tensor on the host, so a step is free of host syncs whenever the
+    functional is.
+    """
+
+    _functional: ClassVar[Callable[..., None]]
+    _state_keys: ClassVar[tuple[str, ...]] = ()
+    _hyperparameters: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "_functional" in cls.__dict__:
+            parameters = inspect.signature(cls._functional).parameters.values()
+            cls._hyperparameters = tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+    def _init_group(
+        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], state_lists: tuple[list, ...]
+    ) -> None:
+        """Append the group's parameters with gradients, their gradients and their state (``None`` if absent)."""
+        for p, grad in params_with_grads(group, type(self).__name__):
+            params.append(p)
+            grads.append(grad)
+            state = self.state.get(p, {})  # ``get``: a parameter without state must not gain an empty entry
+            for key, values in zip(self._state_keys, state_lists):
+                values.append(state.get(key))
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
+        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
+        loss = evaluate_closure(closure)
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            state_lists: tuple[list[Tensor | None], ...] = tuple([] for _ in self._state_keys)
+            self._init_group(group, params, grads, state_lists)
+            if not params:
+                continue
+            self._functional(params, grads, *state_lists, **{key: group[key] for key in self._hyperparameters})
+            for key, values in zip(self._state_keys, state_lists):
+                for p, value in zip(params, values):
+                    if value is not None:
+                        self.state[p][key] = value
+        return loss
+
+
+class MatrixOptimizer(FunctionalOptimizer):
     """Base of the optimizers defined on matrices only (Muon, NorMuon, RMNP, SinkGD).
 
     Rejects duplicate parameters and 0/1-D parameters when a group is added, with a message that says where vectors

@@ -9,24 +9,24 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..functional.andi import andi, gradient_norms, screen_gradient_norms
+from ..functional.andi import BACKENDS, Backend, andi_step, gradient_norms, resolve_backend, screen_gradient_norms
 from ..functional.precondition import DEFAULT_EPS, DEFAULT_MIN_DIM
-from ..functional.validation import Compat, check_hyperparameters, check_step_tensors
+from ..functional.validation import AndiHyperparameters, Compat, check_hyperparameters, check_step_tensors
 from ._base import DOCS, check_distinct_params, evaluate_closure, group_tensors, params_with_grads
 
 __all__ = ["ANDI"]
 
-#: The hyperparameters of a group, in ``check_hyperparameters``'s names.
+#: The fields of :class:`AndiHyperparameters`, read from each group.
 _HYPERPARAMETERS = (
     "lr", "momentum", "nesterov", "weight_decay", "eps", "min_dim", "compat", "maximize", "skip_nonfinite",
-    "momentum_dtype", "foreach", "fused",
+    "momentum_dtype",
 )
 #: Keys every ANDI group has had since the first release (the others get defaults in ``__setstate__``).
 _REQUIRED_GROUP_KEYS = ("lr", "momentum", "nesterov", "eps", "min_dim")
 #: Defaults of keys added after the first release, filled in when an older state dict or pickle is loaded.
 _LATER_KEYS = {
     "compat": "paper", "foreach": None, "fused": None, "maximize": False, "momentum_dtype": None,
-    "skip_nonfinite": False, "weight_decay": 0.0,
+    "skip_nonfinite": False, "weight_decay": 0.0, "backend": "auto",
 }
 
 
@@ -70,14 +70,18 @@ class ANDI(Optimizer):
         {foreach}
         fused (bool, optional): the fused step (:mod:`andi.functional.fused`): Triton kernels on CUDA when Triton is
             installed, else one ``torch.compile`` graph over every tensor (no host sync mid-step, hyperparameters as
-            tensors so schedules never recompile). ``None`` picks it for dense tensors on one CUDA device. ``True``
-            also works on CPU, but its first step compiles C++ (tens of seconds).
+            tensors so schedules never recompile). ``None`` leaves it off until the fused kernels have been proven on a
+            GPU (:data:`andi.functional.fused.FUSED_BY_DEFAULT_ON`); ``True`` opts in, also on CPU, where its first
+            step compiles C++ (tens of seconds).
         {maximize}
         skip_nonfinite (bool): when a gradient holds NaN/Inf, skip that tensor's update and count it in
             :attr:`nonfinite_skips` instead of raising :class:`FloatingPointError` (default False). Either way no
             NaN is written into parameters or state, and a refused step changes nothing.
         momentum_dtype (torch.dtype, optional): dtype of the momentum buffer; default the parameter's dtype. Pass
             ``torch.float32`` to keep fp32 momentum for bf16/fp16 parameters.
+        backend (str): the implementation, as in :func:`andi.functional.andi`: ``"auto"`` (default; ``foreach`` and
+            ``fused`` refine it), ``"single"``, ``"foreach"``, ``"compiled"``, ``"triton"`` or ``"dtensor"``. A
+            backend other than ``"auto"`` leaves ``foreach`` and ``fused`` as ``None``.
 
     Low-precision parameters (fp16/bf16): all norms and the preconditioner run in fp32; the result is rounded to the
     buffer dtype. Sparse gradients and complex parameters raise ``RuntimeError``.
@@ -99,11 +103,12 @@ class ANDI(Optimizer):
         maximize: bool = False,
         skip_nonfinite: bool = False,
         momentum_dtype: torch.dtype | None = None,
+        backend: Backend = "auto",
     ) -> None:
         defaults = dict(
             lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps, min_dim=min_dim,
             compat=compat, foreach=foreach, fused=fused, maximize=maximize, skip_nonfinite=skip_nonfinite,
-            momentum_dtype=momentum_dtype,
+            momentum_dtype=momentum_dtype, backend=backend,
         )
         _validate(defaults)
         #: Number of tensor updates skipped because of non-finite gradients (with ``skip_nonfinite=True``).
@@ -152,26 +157,20 @@ class ANDI(Optimizer):
             bufs: list[Tensor | None] = []
             self._init_group(group, params, grads, bufs)
             # Every check that can refuse the step runs for every group before the first write.
-            _validate(group, where=f"param_groups[{index}]")
+            hp = _validate(group, where=f"param_groups[{index}]")
             check_step_tensors(params, grads, bufs, names=_param_names(group, params))
             if params:
-                collected.append((group, params, grads, bufs))
+                backend = resolve_backend(params, group["backend"], foreach=group["foreach"], fused=group["fused"])
+                collected.append((group, hp, backend, params, grads, bufs))
         if len(collected) > 1:
             # A refused step must change nothing: screen every group before the first one is updated.
             # (A single group is screened inside the functional at no extra cost.)
-            screened = [g for group, _, grads, _ in collected if not group["skip_nonfinite"] for g in grads]
+            screened = [g for _, hp, _, _, grads, _ in collected if not hp.skip_nonfinite for g in grads]
             if screened:
                 screen_gradient_norms(screened, gradient_norms(screened))
 
-        for group, params, grads, bufs in collected:
-            skipped = andi(
-                params, grads, bufs, lr=group["lr"], momentum=group["momentum"], nesterov=group["nesterov"],
-                weight_decay=group["weight_decay"], eps=group["eps"], min_dim=group["min_dim"],
-                compat=group["compat"], maximize=group["maximize"], foreach=group["foreach"], fused=group["fused"],
-                skip_nonfinite=group["skip_nonfinite"], momentum_dtype=group["momentum_dtype"],
-                check_inputs=False,
-            )
-            self.nonfinite_skips += skipped
+        for _, hp, backend, params, grads, bufs in collected:
+            self.nonfinite_skips += andi_step(params, grads, bufs, hp, backend=backend, check_inputs=False)
             for p, buf in zip(params, bufs):
                 if buf is not None:
                     self.state[p]["momentum_buffer"] = buf
@@ -264,14 +263,23 @@ def _check_state_dict(optimizer: ANDI, state_dict: dict[str, Any]) -> None:
             )
 
 
-def _validate(group: dict[str, Any], where: str | None = None) -> None:
-    """The hyperparameters of one group (constructor, ``add_param_group``, ``load_state_dict`` and every step)."""
+def _validate(group: dict[str, Any], where: str | None = None) -> AndiHyperparameters:
+    """Check one group (constructor, ``add_param_group``, ``load_state_dict`` and every step) and return its
+    hyperparameters as the record every backend reads; ``where`` prefixes the message (e.g. ``param_groups[1]``)."""
     try:
-        check_hyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
+        check_hyperparameters(
+            **{k: group[k] for k in _HYPERPARAMETERS}, foreach=group["foreach"], fused=group["fused"]
+        )
+        if group["backend"] not in BACKENDS:
+            raise ValueError(f"Invalid backend: {group['backend']!r} (expected one of {', '.join(BACKENDS)})")
+        if group["backend"] != "auto" and (group["foreach"] is not None or group["fused"] is not None):
+            raise ValueError(f"backend={group['backend']!r} already names the implementation; leave foreach and "
+                             "fused as None")
     except ValueError as err:
         if where is None:
             raise
         raise ValueError(f"{where}: {err}") from None
+    return AndiHyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
 
 
 ANDI.__doc__ = (ANDI.__doc__ or "").replace("{foreach}", DOCS["foreach"]).replace("{maximize}", DOCS["maximize"])

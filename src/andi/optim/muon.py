@@ -10,68 +10,18 @@ networks" (2024), https://kellerjordan.github.io/posts/muon/, code ``KellerJorda
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..functional.matrix import as_matrix
-from ..functional.newton_schulz import (
-    DEFAULT_NS_STEPS,
-    NS5_COEFFICIENTS,
-    NS_EPS,
-    Coefficients,
-    zeropower_via_newtonschulz5,
-)
-from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
+from ..functional.muon import ADJUST_LR_FNS, adjusted_lr, muon, muon_update
+from ..functional.newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, NS_EPS, Coefficients
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["Muon", "adjusted_lr", "make_muon", "muon_update"]
-
-_ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
-
-
-def adjusted_lr(lr: float | Tensor, adjust_lr_fn: str | None, shape: torch.Size) -> float | Tensor:
-    r"""Muon's shape-dependent lr for an ``m×n`` update (``m = d1``, ``n = d2·…·dk``).
-
-    ``None``/``"original"``: :math:`\eta\sqrt{\max(1, m/n)}` (KellerJordan; torch's default).
-    ``"match_rms_adamw"``: :math:`0.2\,\eta\sqrt{\max(m, n)}` (Moonlight, arXiv 2502.16982).
-    """
-    m = shape[0]
-    n = math.prod(shape[1:])
-    if adjust_lr_fn in (None, "original"):
-        return lr * math.sqrt(max(1.0, m / n))
-    if adjust_lr_fn == "match_rms_adamw":
-        return lr * 0.2 * math.sqrt(max(m, n))
-    raise ValueError(f"Unknown adjust_lr_fn {adjust_lr_fn!r}; expected None, 'original' or 'match_rms_adamw'")
-
-
-def muon_update(
-    grad: Tensor,
-    momentum_buffer: Tensor,
-    *,
-    momentum: float = 0.95,
-    nesterov: bool = True,
-    ns_steps: int = DEFAULT_NS_STEPS,
-    ns_coefficients: Coefficients = NS5_COEFFICIENTS,
-    eps: float = NS_EPS,
-    ns_safety: float = 1.0,
-) -> Tensor:
-    r"""One Muon direction (``muon.py``'s ``muon_update`` without its in-place write into ``grad``).
-
-    .. math::
-        M \leftarrow \mu M + (1-\mu) G,\qquad U = (1-\mu) G + \mu M \text{ (Nesterov) or } M,\qquad
-        O = \mathrm{NS}_T(U_{(d_1, -1)})
-
-    ``momentum_buffer`` is updated in place; ``grad`` is not modified. Returns ``O`` in bf16 with ``grad``'s shape
-    (the caller applies the lr, its shape adjustment and weight decay).
-    """
-    momentum_buffer.lerp_(grad, 1 - momentum)
-    update = grad.lerp(momentum_buffer, momentum) if nesterov else momentum_buffer
-    ortho = zeropower_via_newtonschulz5(as_matrix(update), ns_steps, ns_coefficients, eps, safety=ns_safety)
-    return ortho.reshape(grad.shape)
 
 
 class Muon(MatrixOptimizer):
@@ -101,10 +51,16 @@ class Muon(MatrixOptimizer):
             (:data:`andi.functional.newton_schulz.POLAR_EXPRESS_COEFFICIENTS`).
         eps (float): lower bound of the NS input norm (default 1e-7).
         ns_steps (int): Newton–Schulz iterations (default 5).
-        adjust_lr_fn (str, optional): ``None``/``"original"`` or ``"match_rms_adamw"`` (see :func:`adjusted_lr`).
+        adjust_lr_fn (str, optional): ``None``/``"original"`` or ``"match_rms_adamw"``
+            (:func:`andi.functional.muon.muon_shape_scale`).
         ns_safety (float): the NS input norm is multiplied by this first (default 1; Polar Express uses
             ``ns_safety=1.02, eps=1e-6``). Not an argument of ``torch.optim.Muon``.
+
+    The update rule is :func:`andi.functional.muon.muon`.
     """
+
+    _functional = staticmethod(muon)
+    _state_keys = ("momentum_buffer",)
 
     def __init__(
         self,
@@ -124,7 +80,7 @@ class Muon(MatrixOptimizer):
         check_range("weight_decay value", weight_decay, 0.0, float("inf"))
         if not 0 <= ns_steps < 100:
             raise ValueError(f"Invalid ns_steps: {ns_steps} (expected 0 <= ns_steps < 100)")
-        if adjust_lr_fn not in _ADJUST_LR_FNS:
+        if adjust_lr_fn not in ADJUST_LR_FNS:
             raise ValueError(f"Unknown adjust_lr_fn {adjust_lr_fn!r}; expected None, 'original' or 'match_rms_adamw'")
         defaults = dict(
             lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
@@ -132,28 +88,6 @@ class Muon(MatrixOptimizer):
             ns_safety=ns_safety,
         )
         super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
-        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            lr = group["lr"]
-            lr = lr.item() if isinstance(lr, Tensor) else lr  # as torch.optim.Muon (``_to_scalar``)
-            for p, grad in params_with_grads(group, "Muon"):
-                if torch.is_complex(p):
-                    raise RuntimeError("Muon does not support complex parameters")
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
-                update = muon_update(
-                    grad, state["momentum_buffer"], momentum=group["momentum"], nesterov=group["nesterov"],
-                    ns_steps=group["ns_steps"], ns_coefficients=group["ns_coefficients"], eps=group["eps"],
-                    ns_safety=group["ns_safety"],
-                )
-                p.mul_(1 - lr * group["weight_decay"])
-                p.add_(update, alpha=-adjusted_lr(lr, group["adjust_lr_fn"], p.shape))
-        return loss
 
 
 def make_muon(params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:

@@ -3,22 +3,21 @@ r"""NorMuon — Muon with a row-wise second moment of the orthogonalized update.
 Reference: Z. Li, L. Liu, C. Liang, W. Chen, T. Zhao, "NorMuon: Making Muon more efficient and scalable",
 arXiv 2510.05491; official code ``microsoft/dion:dion/normuon.py``. ``pytorch-optimizer`` (>= 4.1) ships a faithful
 ``NorMuon``, and ``tests/optim/test_library_baselines.py`` checks this class against it step for step; it is
-re-expressed here over :func:`andi.optim.muon.muon_update` because the library's step overwrites ``p.grad`` (its
-Nesterov mix is ``grad.lerp_``), which this package never does, and because its groups need a ``use_muon`` flag
-and carry a built-in AdamW that :class:`andi.optim.RoutedOptimizer` already provides.
+re-expressed over Muon's direction (:func:`andi.functional.normuon.normuon`) because the library's step overwrites
+``p.grad`` (its Nesterov mix is ``grad.lerp_``), which this package never does, and because its groups need a
+``use_muon`` flag and carry a built-in AdamW that :class:`andi.optim.RoutedOptimizer` already provides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ..functional.newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, Coefficients
-from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
-from .muon import adjusted_lr, muon_update
+from ..functional.normuon import normuon
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["NorMuon"]
 
@@ -40,7 +39,8 @@ class NorMuon(MatrixOptimizer):
     instead sets RMS 0.2). Momentum, Newton–Schulz and the lr shape factor are Muon's (:class:`andi.optim.Muon`), so
     NorMuon − Muon is exactly the row normalization — the ablation the benchmark wants. dion's defaults differ
     (classic momentum without Nesterov, Polar Express, lr·√(m/n) unclipped, wd 0.01); pass ``ns_coefficients``
-    to use Polar Express. State: ``momentum_buffer`` and an ``m × 1`` ``second_momentum_buffer``.
+    to use Polar Express. State: ``momentum_buffer`` and an ``m × 1`` ``second_momentum_buffer``. The update rule is
+    :func:`andi.functional.normuon.normuon`.
 
     Args:
         params: parameters with ``ndim >= 2`` or parameter groups.
@@ -54,6 +54,9 @@ class NorMuon(MatrixOptimizer):
             coefficients, safety 1). dion's Polar Express: ``ns_coefficients=POLAR_EXPRESS_COEFFICIENTS,
             ns_safety=1.02`` (the NS input-norm bound stays 1e-7; ``eps`` above is the row normalization's).
     """
+
+    _functional = staticmethod(normuon)
+    _state_keys = ("momentum_buffer", "second_momentum_buffer")
 
     def __init__(
         self,
@@ -81,31 +84,3 @@ class NorMuon(MatrixOptimizer):
             ns_steps=ns_steps, ns_coefficients=ns_coefficients, ns_safety=ns_safety,
         )
         super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
-        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            lr = group["lr"]
-            lr = lr.item() if isinstance(lr, Tensor) else lr
-            eps = group["eps"]
-            for p, grad in params_with_grads(group, "NorMuon"):
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
-                    state["second_momentum_buffer"] = grad.new_zeros(grad.shape[0], 1)
-                ortho = muon_update(
-                    grad, state["momentum_buffer"], momentum=group["momentum"], nesterov=group["nesterov"],
-                    ns_steps=group["ns_steps"], ns_coefficients=group["ns_coefficients"],
-                    ns_safety=group["ns_safety"],
-                ).to(grad.dtype)
-                O = ortho.reshape(grad.shape[0], -1)
-                original_norm = O.norm()
-                v = state["second_momentum_buffer"]
-                v.lerp_(O.square().mean(dim=-1, keepdim=True), 1 - group["beta2"])
-                O = O / (v.sqrt() + eps)
-                O = O * (original_norm / O.norm().clamp(min=eps))
-                p.mul_(1 - lr * group["weight_decay"])
-                p.add_(O.reshape(p.shape), alpha=-adjusted_lr(lr, None, p.shape))
-        return loss

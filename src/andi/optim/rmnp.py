@@ -7,15 +7,13 @@ and is not on PyPI, so the update is re-implemented here from that file (``famil
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from ..functional.normalize import row_normalize
-from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
+from ..functional.rmnp import rmnp
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["RMNP"]
 
@@ -34,7 +32,8 @@ class RMNP(MatrixOptimizer):
     This is the released code's form (classic momentum, ``F.normalize(dim=-1)``, Muon's shape factor, rows never
     transposed); the paper writes EMA momentum, which only changes the Nesterov mix because row normalization is
     per-row scale-invariant. One state tensor per parameter (``momentum_buffer``). Use it for hidden matrices with
-    AdamW on the rest, like Muon (``andi.create_optimizer("rmnp", model, ...)``).
+    AdamW on the rest, like Muon (``andi.create_optimizer("rmnp", model, ...)``). The update rule is
+    :func:`andi.functional.rmnp.rmnp`.
 
     Args:
         params: parameters with ``ndim >= 2`` or parameter groups.
@@ -44,6 +43,9 @@ class RMNP(MatrixOptimizer):
         weight_decay (float): decoupled λ (default 0).
         eps (float): lower clamp of the row norms (default 1e-12, ``F.normalize``'s).
     """
+
+    _functional = staticmethod(rmnp)
+    _state_keys = ("momentum_buffer",)
 
     def __init__(
         self,
@@ -64,24 +66,3 @@ class RMNP(MatrixOptimizer):
         super().__init__(
             params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps)
         )
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
-        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            lr, mu = group["lr"], group["momentum"]
-            for p, grad in params_with_grads(group, "RMNP"):
-                state = self.state[p]
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
-                buf = state["momentum_buffer"]
-                buf.mul_(mu).add_(grad)
-                update = grad.add(buf, alpha=mu) if group["nesterov"] else buf
-                direction = row_normalize(update, group["eps"])
-                m = p.shape[0]
-                n = p.numel() // m
-                if group["weight_decay"] != 0:
-                    p.mul_(1 - lr * group["weight_decay"])
-                p.sub_(direction * (lr * math.sqrt(max(1.0, m / n))))
-        return loss

@@ -12,20 +12,19 @@ LMO sees the ``(d1, -1)`` view used throughout this package.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-import torch
 from torch import Tensor
-from torch.optim import Optimizer
 
-from ..functional.normalize import SCION_NORMS, scion_lmo
-from ._base import check_lr, evaluate_closure, params_with_grads
+from ..functional.normalize import SCION_NORMS
+from ..functional.scion import scion
+from ._base import FunctionalOptimizer, check_lr
 
 __all__ = ["SCION_RECIPES", "Scion", "scion_role_groups"]
 
 
-class Scion(Optimizer):
+class Scion(FunctionalOptimizer):
     r"""Scion (``scion.py``'s ``Scion``): an LMO of the (averaged) gradient, scaled by the layer's radius.
 
     .. math::
@@ -58,7 +57,12 @@ class Scion(Optimizer):
             Note: ``pytorch-optimizer``'s ``SCION`` defaults to the unconstrained form.
         weight_decay (float): decoupled λ for the *unconstrained* form only (default 0; the constrained form already
             decays with λ = 1).
+
+    The update rule is :func:`andi.functional.scion.scion`.
     """
+
+    _functional = staticmethod(scion)
+    _state_keys = ("momentum_buffer",)
 
     def __init__(
         self,
@@ -83,30 +87,6 @@ class Scion(Optimizer):
         if "norm_kwargs" in param_group:
             param_group["norm_kwargs"] = dict(param_group["norm_kwargs"] or {})
         super().add_param_group(param_group)
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
-        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            lr, alpha, scale = group["lr"], group["momentum"], group["scale"]
-            lr = lr.item() if isinstance(lr, Tensor) else lr
-            for p, g in params_with_grads(group, "Scion"):
-                if alpha != 1:
-                    state = self.state[p]
-                    if "momentum_buffer" not in state:
-                        state["momentum_buffer"] = torch.zeros_like(g, memory_format=torch.preserve_format)
-                    buf = state["momentum_buffer"]
-                    buf.mul_(1 - alpha).add_(g, alpha=alpha)
-                    g = buf
-                update = scion_lmo(group["norm"], g, **group["norm_kwargs"]).mul_(scale)
-                if group["unconstrained"]:
-                    if group["weight_decay"] != 0:
-                        p.mul_(1 - lr * group["weight_decay"])
-                else:
-                    p.mul_(1 - lr)
-                p.add_(update, alpha=-lr)
-        return loss
 
 
 def _validate(group: Mapping[str, Any]) -> None:

@@ -7,14 +7,14 @@ Training", arXiv 2502.06742 (NeurIPS 2025). No official code or PyPI package exi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from ..functional.normalize import SINKHORN_EPS, sr_sinkhorn
-from ._base import MatrixOptimizer, check_lr, check_range, evaluate_closure, params_with_grads
+from ..functional.normalize import SINKHORN_EPS
+from ..functional.sinkgd import sinkgd
+from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["SinkGD"]
 
@@ -41,6 +41,8 @@ class SinkGD(MatrixOptimizer):
     - **weight decay**: decoupled, ``θ(1 − ηλ)``; the paper has none (default 0);
     - fp16/bf16 gradients are normalized in fp32.
 
+    The update rule is :func:`andi.functional.sinkgd.sinkgd`.
+
     Args:
         params: parameters with ``ndim >= 2`` or parameter groups.
         lr (float or Tensor): η (default 1e-3).
@@ -48,6 +50,8 @@ class SinkGD(MatrixOptimizer):
         weight_decay (float): decoupled λ (default 0).
         eps (float): lower clamp of every row/column norm (default 1e-8).
     """
+
+    _functional = staticmethod(sinkgd)
 
     def __init__(
         self,
@@ -64,16 +68,3 @@ class SinkGD(MatrixOptimizer):
         if not eps > 0:
             raise ValueError(f"Invalid epsilon value: {eps}")
         super().__init__(params, dict(lr=lr, L=L, weight_decay=weight_decay, eps=eps))
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], float | Tensor] | None = None) -> float | Tensor | None:
-        """Perform one optimization step (``closure`` re-evaluates the loss with grad enabled)."""
-        loss = evaluate_closure(closure)
-        for group in self.param_groups:
-            lr = group["lr"]
-            for p, grad in params_with_grads(group, "SinkGD"):
-                direction = sr_sinkhorn(grad, group["L"], group["eps"])
-                if group["weight_decay"] != 0:
-                    p.mul_(1 - lr * group["weight_decay"])
-                p.sub_(direction * lr)
-        return loss
