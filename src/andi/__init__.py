@@ -1,6 +1,13 @@
 """andi: the ANDI optimizer (Adaptive Norm-Distribution Interface) for PyTorch, its comparison family, and
 ``andi-bench``."""
 
+import warnings
+
+# The optimizer needs torch alone; torch warns at import when numpy is absent, which is a supported setup here.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+    import torch  # noqa: F401
+
 from .functional import andi_precondition
 from .optim import ANDI, RoutedOptimizer, create_optimizer, list_optimizers, load_optimizer
 from .routing import param_groups, param_roles

@@ -2,7 +2,7 @@
 
 import sys
 
-from andi.bench.cli import main
+from andi.bench.launcher import main
 
 if __name__ == "__main__":
     sys.exit(main())
