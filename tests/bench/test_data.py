@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from andi.bench import data
+from andi.bench import data, util
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -128,7 +128,7 @@ def test_verification_can_be_disabled(tmp_path: Path, monkeypatch: pytest.Monkey
     (tmp_path / "tinyshakespeare").mkdir()
     (tmp_path / "tinyshakespeare" / "input.txt").write_text("anything")
     monkeypatch.setenv(data.ENV_VERIFY, "0")
-    monkeypatch.setattr(data, "_warned", set())
+    monkeypatch.setattr(util, "_warned", set())
     with pytest.warns(UserWarning, match="NOT verified"):
         assert data.ensure_file("tinyshakespeare/input.txt", tmp_path).read_text() == "anything"
 
@@ -228,7 +228,7 @@ def test_rebuilt_cifar_copy_is_accepted_with_one_warning(tmp_path: Path, monkeyp
         rel = f"cifar-10-batches-bin/{name}"
         monkeypatch.setitem(data.SOURCES, rel, dataclasses.replace(
             data.SOURCES[rel], approximate_md5=(data.hashlib.md5(payload).hexdigest(),)))
-    monkeypatch.setattr(data, "_warned", set())
+    monkeypatch.setattr(util, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         data.ensure_cifar10(tmp_path)

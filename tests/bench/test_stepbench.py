@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -158,3 +159,23 @@ def test_registry_arms_run() -> None:
     result = run_step_bench(["tiny"], wanted, "cpu", repeats=2, warmup=1, peak=PEAK)
     for r in result["rows"]:
         assert r["status"] == "ok", r["reason"]
+
+
+def test_registry_arms_are_derived_from_the_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each ``reg:`` arm builds its entry at the entry's default lr; an entry added to the registry is an arm too."""
+    from andi.optim.registry import OPTIMIZERS
+    from andi.optim.routed import ALGORITHMS
+
+    for arm_name, arm in stepbench.available_arms().items():
+        if arm_name.startswith("reg:"):
+            spec = OPTIMIZERS[arm_name.removeprefix("reg:")]
+            optimizer = arm.build([torch.nn.Parameter(torch.zeros(4, 3))])  # a matrix: the entry's own algorithm
+            assert [g["lr"] for g in optimizer.param_groups] == [spec.default_lr], arm_name
+
+    added = dataclasses.replace(OPTIMIZERS["adamw"], name="adagrad-entry", default_lr=0.125,
+                                factory=torch.optim.Adagrad)
+    monkeypatch.setitem(OPTIMIZERS, added.name, added)
+    arm = stepbench.available_arms()["reg:adagrad-entry"]
+    optimizer = arm.build([torch.nn.Parameter(torch.zeros(4, 3))])
+    assert type(optimizer) is torch.optim.Adagrad and optimizer.param_groups[0]["lr"] == 0.125
+    assert ALGORITHMS["adagrad-entry"] is torch.optim.Adagrad  # and RoutedOptimizer routes it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 from andi.optim.muon import Muon
+from andi.optim.registry import OPTIMIZERS
 from andi.optim.routed import ALGORITHMS, RoutedOptimizer, register_algorithm
 from andi.routing import param_groups
 
@@ -179,10 +181,10 @@ def test_add_param_group_and_custom_algorithms():
     conv = nn.Conv2d(2, 2, 3)
     torch_muon = RoutedOptimizer([{"params": [lin.weight], "algorithm": "muon"}], hyper={"muon": {"lr": 0.02}})
     assert type(torch_muon.inner["muon"]) is torch.optim.Muon
-    with pytest.raises(ValueError, match="muon_reference"):
+    with pytest.raises(ValueError, match="muon-reference"):
         torch_muon.add_param_group({"params": [conv.weight], "algorithm": "muon"})
-    torch_muon.add_param_group({"params": [conv.weight], "algorithm": "muon_reference"})
-    assert type(torch_muon.inner["muon_reference"]) is Muon
+    torch_muon.add_param_group({"params": [conv.weight], "algorithm": "muon-reference"})
+    assert type(torch_muon.inner["muon-reference"]) is Muon
 
 
 def test_register_algorithm():
@@ -195,6 +197,30 @@ def test_register_algorithm():
         assert type(opt.inner["adagrad_test"]) is torch.optim.Adagrad
     finally:
         del ALGORITHMS["adagrad_test"]
+
+
+def test_algorithm_table_is_derived_from_the_registry(monkeypatch):
+    """Every registry entry routes by its own factory; an entry added to the registry routes at once."""
+    assert set(OPTIMIZERS) <= set(ALGORITHMS)
+    for name, spec in OPTIMIZERS.items():
+        assert ALGORITHMS[name] is spec.factory, name
+    assert set(ALGORITHMS) - set(OPTIMIZERS) == {"muon-reference"}  # the one routing-only built-in
+
+    added = dataclasses.replace(OPTIMIZERS["adamw"], name="adagrad-entry", factory=torch.optim.Adagrad)
+    monkeypatch.setitem(OPTIMIZERS, added.name, added)
+    assert ALGORITHMS["adagrad-entry"] is torch.optim.Adagrad
+    opt = RoutedOptimizer([{"params": [nn.Parameter(torch.ones(3))], "algorithm": "adagrad-entry"}])
+    assert type(opt.inner["adagrad-entry"]) is torch.optim.Adagrad
+
+    # register_algorithm(overwrite=True) shadows an entry for routing; deleting the override restores the entry
+    register_algorithm("adamw", torch.optim.Adagrad, overwrite=True)
+    try:
+        assert ALGORITHMS["adamw"] is torch.optim.Adagrad
+    finally:
+        del ALGORITHMS["adamw"]
+    assert ALGORITHMS["adamw"] is OPTIMIZERS["adamw"].factory is torch.optim.AdamW
+    with pytest.raises(KeyError):
+        del ALGORITHMS["adamw"]
 
 
 def test_closure_runs_once_and_hooks_fire():

@@ -36,12 +36,13 @@ import shutil
 import sys
 import tarfile
 import urllib.request
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .util import warn_once
 
 __all__ = [
     "CIFAR10_ARCHIVE",
@@ -196,7 +197,6 @@ def file_digest(path: str | os.PathLike[str], algorithm: str) -> str:
 
 
 _digest_cache: dict[tuple[str, str, int, int], str] = {}
-_warned: set[str] = set()
 
 
 def _cached_digest(path: Path, algorithm: str) -> str:
@@ -207,15 +207,9 @@ def _cached_digest(path: Path, algorithm: str) -> str:
     return _digest_cache[key]
 
 
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(message, UserWarning, stacklevel=3)
-
-
 def _verification_enabled() -> bool:
     if os.environ.get(ENV_VERIFY, "1").strip().lower() in ("0", "false", "no", "off"):
-        _warn_once("noverify", f"{ENV_VERIFY}=0: dataset checksums are NOT verified; results may be meaningless.")
+        warn_once("noverify", f"{ENV_VERIFY}=0: dataset checksums are NOT verified; results may be meaningless.")
         return False
     return True
 
@@ -254,7 +248,7 @@ def verify_file(path: Path, spec: RemoteFile, *, fix: str, extra_md5: Iterable[s
             f"Fix: {fix}"
         )
     if approximate:
-        _warn_once(
+        warn_once(
             "approximate:" + str(path.parent),
             f"{path.parent} is the approximate CIFAR-10 copy rebuilt from JPEGs (not byte-identical to the "
             "official release; see shared/data/README.md): results are close to, not equal to, runs on the "
@@ -526,10 +520,3 @@ def load_tinyshakespeare(data_root: str | os.PathLike[str] | None = None, *, dow
     """The TinyShakespeare text (1,115,394 characters for the official file), cached in memory per root."""
     return _text_cached(str(resolve_data_root(data_root).resolve()), download)
 
-
-def clear_caches() -> None:
-    """Drop the in-memory caches of decoded datasets and file digests."""
-    _fashion_cached.cache_clear()
-    _cifar_cached.cache_clear()
-    _text_cached.cache_clear()
-    _digest_cache.clear()

@@ -32,6 +32,7 @@ from typing import Any
 from andi.bench import stats
 from andi.bench.files import atomic_write_text
 from andi.bench.sweep import ResultStore
+from andi.bench.util import final_value
 
 __all__ = ["ArmResult", "Comparison", "TaskResult", "analyze_fair", "analyze_replay", "fmt", "generate_report"]
 
@@ -67,13 +68,6 @@ def fmt_mean_std(s: stats.Summary) -> str:
 
 
 # ============================================================================================== analysis
-def _final(record: Mapping[str, Any]) -> float | None:
-    if record.get("status") != "ok":
-        return None
-    v = record["final"].get("value")
-    return float(v) if v is not None and math.isfinite(v) else None
-
-
 @dataclass
 class ArmResult:
     """One arm on one task, from its manifest entry and reporting records."""
@@ -215,7 +209,7 @@ def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
 def analyze_fair(manifest: Mapping[str, Any], records: _Records | ResultStore) -> TaskResult:
     """Per-arm results, target, time-to-target and comparisons of one fair-protocol task."""
     recs = records if isinstance(records, _Records) else _Records(records)
-    arms = [_arm_result(e, recs.many(e["reporting"]), _final) for e in manifest["arms"]]
+    arms = [_arm_result(e, recs.many(e["reporting"]), final_value) for e in manifest["arms"]]
     any_rec = next((r for a in arms for r in a.records), None)
     metric = any_rec["final"]["metric"] if any_rec else "metric"
     hib = bool(any_rec["final"]["higher_is_better"]) if any_rec else False

@@ -28,14 +28,13 @@ import hashlib
 import json
 import math
 import os
-import platform
 import random
 import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -46,6 +45,7 @@ import andi
 
 from .schedules import SCHEDULES, lr_scheduler
 from .tasks import SIZES, Task, get_task
+from .util import device_info, progress_bar, sync, versions
 
 __all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "run"]
 
@@ -171,11 +171,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     def walk(obj: Any) -> int:
         if torch.is_tensor(obj):
@@ -198,35 +193,12 @@ def _peak_rss_bytes() -> int | None:
     return int(peak if sys.platform == "darwin" else peak * 1024)  # bytes on macOS, KiB on Linux
 
 
-def _device_info(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine() or "unknown"
-    return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
-
-
-def _versions() -> dict[str, str]:
-    return {"andi": getattr(andi, "__version__", "unknown"), "torch": torch.__version__,
-            "python": platform.python_version(), "numpy": np.__version__}
-
-
 def _median_after_warmup(times: list[float]) -> float | None:
     """Median over steps 50..T (over the second half when the run is shorter than 100 steps)."""
     if not times:
         return None
     skip = 50 if len(times) >= 100 else len(times) // 2
     return statistics.median(times[skip:])
-
-
-def _progress_bar(total: int, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress is optional
-        return None
-    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
 def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[torch.optim.Optimizer, dict[str, str]]:
@@ -243,19 +215,57 @@ def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[to
 
 
 # -------------------------------------------------------------------------------------------------- run
-def run(config: RunConfig, *, data_root: str | os.PathLike[str] | None = None, progress: bool = False) -> dict:
-    """Train and evaluate one configuration; return its record (see the module docstring and the contract).
+@dataclass
+class _PreparedRun:
+    """What :func:`_train` needs: the task, model, optimizer, schedule and data stream of one run, ready to step."""
 
-    Raises whatever building the task, model or optimizer raises (unknown task, missing data, unknown
-    optimizer name); a diverging run is not an error: its record has ``status="diverged"``.
-    """
-    t_start = time.perf_counter()
+    config: RunConfig
+    task: Task
+    device: torch.device
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    roles: dict[str, str]
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    batches: Iterator[Any]
+    steps: int
+    batch_size: int
+    eval_every: int
+    split_mode: str
+
+    @property
+    def evaluating(self) -> bool:
+        return self.config.eval_split != "none"
+
+
+@dataclass
+class _TrainingHistory:
+    """What :func:`_train` observed: curves, timings, how the run ended and the last held-out metrics."""
+
+    train_steps: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    last100: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    eval_steps: list[int] = field(default_factory=list)
+    eval_values: dict[str, list[float]] = field(default_factory=dict)
+    cumulative_train_s: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    iter_times: list[float] = field(default_factory=list)
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    status: str = "ok"
+    diverged_at: int | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+    def diverge(self, at: int) -> None:
+        self.status, self.diverged_at = "diverged", at
+
+
+def _prepare_run(config: RunConfig, data_root: str | os.PathLike[str] | None) -> _PreparedRun:
+    """Resolve the task's defaults, then build the model (``init_seed``), optimizer, schedule and data stream."""
     split_mode = "paper" if config.eval_split == "none" else "fair"
     task = get_task(config.task, config.size, data_root, split_mode=split_mode)
     steps = config.steps if config.steps is not None else task.default_steps
     batch_size = config.batch_size if config.batch_size is not None else task.default_batch_size
     eval_every = config.eval_every if config.eval_every is not None else task.default_eval_every
-    evaluating = config.eval_split != "none"
     device = torch.device(config.device)
     dtype = getattr(torch, config.dtype)
 
@@ -268,113 +278,126 @@ def run(config: RunConfig, *, data_root: str | os.PathLike[str] | None = None, p
     scheduler = lr_scheduler(optimizer, config.schedule, steps, warmup_frac=config.warmup_frac,
                              decay_frac=config.decay_frac)
     batches = task.train_batches(config.data_seed, batch_size=batch_size, device=device, dtype=dtype)
+    return _PreparedRun(config, task, device, model, optimizer, roles, scheduler, batches, steps, batch_size,
+                        eval_every, split_mode)
 
-    train_steps: list[int] = []
-    train_loss: list[float] = []
-    last100: deque[float] = deque(maxlen=100)
-    eval_steps: list[int] = []
-    eval_values: dict[str, list[float]] = {}
-    cumulative: list[float] = []
-    step_times: list[float] = []
-    iter_times: list[float] = []
-    train_s = eval_s = 0.0
-    status, diverged_at = "ok", None
-    final_metrics: dict[str, float] = {}
+
+def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
+    """The training loop of the module docstring: step, time ``optimizer.step()``, evaluate, stop on divergence."""
+    config, task, model, optimizer = prepared.config, prepared.task, prepared.model, prepared.optimizer
+    device, steps, eval_every, evaluating = prepared.device, prepared.steps, prepared.eval_every, prepared.evaluating
+    history = _TrainingHistory()
 
     def evaluate(at: int) -> bool:
         """Record held-out metrics at step ``at``; False if any is non-finite (the run then diverged)."""
-        nonlocal eval_s, final_metrics
         t0 = time.perf_counter()
         metrics = task.evaluate(model, config.eval_split)
-        _sync(device)
-        eval_s += time.perf_counter() - t0
+        sync(device)
+        history.eval_s += time.perf_counter() - t0
         if not all(math.isfinite(v) for v in metrics.values()):
             return False
-        eval_steps.append(at)
-        cumulative.append(train_s)
+        history.eval_steps.append(at)
+        history.cumulative_train_s.append(history.train_s)
         for name, value in metrics.items():
-            eval_values.setdefault(name, []).append(float(value))
-        final_metrics = {k: float(v) for k, v in metrics.items()}
+            history.eval_values.setdefault(name, []).append(float(value))
+        history.final_metrics = {k: float(v) for k, v in metrics.items()}
         return True
 
-    bar = _progress_bar(steps, progress, f"{config.task}/{config.optimizer} lr={config.lr:g}")
+    bar = progress_bar(steps, f"{config.task}/{config.optimizer} lr={config.lr:g}", enabled=progress)
     try:
         if evaluating and eval_every > 0 and not evaluate(0):
-            status, diverged_at = "diverged", 0
+            history.diverge(0)
         step = 0
-        while status == "ok" and step < steps:
+        while history.status == "ok" and step < steps:
             t_iter = time.perf_counter()
-            loss = task.loss(model, next(batches))
+            loss = task.loss(model, next(prepared.batches))
             value = loss.item()
             if not math.isfinite(value):
-                status, diverged_at = "diverged", step
+                history.diverge(step)
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             try:
                 optimizer.step()
             except _DIVERGENCE_ERRORS:  # e.g. ANDI refusing a non-finite gradient of a finite loss
-                status, diverged_at = "diverged", step
+                history.diverge(step)
                 break
-            _sync(device)
+            sync(device)
             t1 = time.perf_counter()
-            scheduler.step()
-            step_times.append(t1 - t0)
-            iter_times.append(t1 - t_iter)
-            train_s += time.perf_counter() - t_iter
+            prepared.scheduler.step()
+            history.step_times.append(t1 - t0)
+            history.iter_times.append(t1 - t_iter)
+            history.train_s += time.perf_counter() - t_iter
             if step % config.train_record_every == 0:
-                train_steps.append(step)
-                train_loss.append(value)
-            last100.append(value)
+                history.train_steps.append(step)
+                history.train_loss.append(value)
+            history.last100.append(value)
             step += 1
-            if bar is not None:
-                bar.update(1)
-                if step % 10 == 0 or step == steps:
-                    bar.set_postfix(loss=f"{value:.4g}", refresh=False)
+            bar.update(1)
+            if step % 10 == 0 or step == steps:
+                bar.set_postfix(loss=f"{value:.4g}", refresh=False)
             if evaluating and eval_every > 0 and step % eval_every == 0 and step < steps and not evaluate(step):
-                status, diverged_at = "diverged", step
-        if status == "ok" and evaluating and not evaluate(steps):
-            status, diverged_at = "diverged", steps
+                history.diverge(step)
+        if history.status == "ok" and evaluating and not evaluate(steps):
+            history.diverge(steps)
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
+    return history
 
+
+def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: float) -> dict:
+    """The run's JSON record (schema :data:`SCHEMA_VERSION`); ``started`` is the ``perf_counter`` at :func:`run`."""
+    config, task, model, optimizer, device = (prepared.config, prepared.task, prepared.model, prepared.optimizer,
+                                              prepared.device)
     if device.type == "cuda":
         peak, peak_kind = int(torch.cuda.max_memory_allocated(device)), "cuda"
     else:
         peak, peak_kind = _peak_rss_bytes(), "rss"
-    ok = status == "ok"
+    ok = history.status == "ok"
+    evaluated = ok and prepared.evaluating
     return {
         "schema": SCHEMA_VERSION,
         "key": config.key(),
         "config": config.to_dict(),
-        "status": status,
-        "diverged_at": diverged_at,
-        "versions": _versions(),
-        "device": _device_info(device),
+        "status": history.status,
+        "diverged_at": history.diverged_at,
+        "versions": versions(),
+        "device": device_info(device),
         "task_info": task.describe(),
-        "resolved": {"steps": steps, "batch_size": batch_size, "eval_every": eval_every, "split_mode": split_mode,
-                     "param_count": sum(p.numel() for p in model.parameters())},
+        "resolved": {"steps": prepared.steps, "batch_size": prepared.batch_size, "eval_every": prepared.eval_every,
+                     "split_mode": prepared.split_mode, "param_count": sum(p.numel() for p in model.parameters())},
         "optimizer_info": {"class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
-                           "param_groups": len(optimizer.param_groups), "roles": roles},
-        "train": {"steps": train_steps, "loss": train_loss},
-        "eval": {"steps": eval_steps, **eval_values},
+                           "param_groups": len(optimizer.param_groups), "roles": prepared.roles},
+        "train": {"steps": history.train_steps, "loss": history.train_loss},
+        "eval": {"steps": history.eval_steps, **history.eval_values},
         "final": {
             "metric": task.primary_metric,
             "higher_is_better": task.higher_is_better,
-            "value": final_metrics.get(task.primary_metric) if ok and evaluating else None,
-            "train_loss_last100": float(statistics.fmean(last100)) if ok and last100 else None,
-            "metrics": final_metrics if ok and evaluating else {},
+            "value": history.final_metrics.get(task.primary_metric) if evaluated else None,
+            "train_loss_last100": float(statistics.fmean(history.last100)) if ok and history.last100 else None,
+            "metrics": history.final_metrics if evaluated else {},
         },
         "timing": {
-            "total_s": time.perf_counter() - t_start,
-            "train_s": train_s,
-            "cumulative_train_s": cumulative,
-            "optimizer_step_median_s": _median_after_warmup(step_times),
-            "train_step_median_s": _median_after_warmup(iter_times),
-            "eval_s": eval_s,
+            "total_s": time.perf_counter() - started,
+            "train_s": history.train_s,
+            "cumulative_train_s": history.cumulative_train_s,
+            "optimizer_step_median_s": _median_after_warmup(history.step_times),
+            "train_step_median_s": _median_after_warmup(history.iter_times),
+            "eval_s": history.eval_s,
         },
         "memory": {"state_bytes": _state_bytes(optimizer), "peak_bytes": peak, "peak_kind": peak_kind},
     }
+
+
+def run(config: RunConfig, *, data_root: str | os.PathLike[str] | None = None, progress: bool = False) -> dict:
+    """Train and evaluate one configuration; return its record (see the module docstring and the contract).
+
+    Raises whatever building the task, model or optimizer raises (unknown task, missing data, unknown
+    optimizer name); a diverging run is not an error: its record has ``status="diverged"``.
+    """
+    started = time.perf_counter()
+    prepared = _prepare_run(config, data_root)
+    history = _train(prepared, progress=progress)
+    return _build_record(prepared, history, started)

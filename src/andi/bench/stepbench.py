@@ -3,7 +3,8 @@ r"""``andi-bench step``: how long ``optimizer.step()`` takes, against the memory
 Times ``optimizer.step()`` alone — gradients pre-filled, warm-up steps excluded, synchronised (CUDA events after a
 ``torch.cuda.synchronize()`` on GPU, ``time.perf_counter`` on CPU), median of ``repeats`` ≥ 20 — for every ANDI path
 (single-tensor, foreach, compiled, fused Triton) against ``torch.optim.AdamW`` (foreach and fused),
-``torch.optim.SGD`` (Nesterov), ``torch.optim.Muon`` (2-D tensors only) and the registry's optimizers.
+``torch.optim.SGD`` (Nesterov), ``torch.optim.Muon`` (2-D tensors only) and the registry's optimizers at their
+default lrs (the arms: :mod:`andi.bench.stepbench_arms`).
 
 For each (shape set, optimizer) it reports the median step time, the ratio to the baseline (fused AdamW on CUDA,
 foreach AdamW on CPU — the issue's targets), the optimizer-state bytes per parameter and the *effective bandwidth*
@@ -29,7 +30,6 @@ import argparse
 import gc
 import math
 import os
-import platform
 import re
 import statistics
 import sys
@@ -42,7 +42,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from .stepbench_arms import Arm, available_arms, baseline_arm, default_arms, registry_arms
 from .stepbench_report import format_markdown, plot_results, write_outputs
+from .util import device_info, sync, versions
 
 __all__ = [
     "SHAPE_SETS",
@@ -130,108 +132,17 @@ def resolve_shape_set(name: str, *, device_type: str = "cpu", max_side: int | No
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Optimizer arms
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Arm:
-    """An optimizer configuration under test. ``build`` receives the parameters (grads already set)."""
-
-    name: str
-    description: str
-    build: Callable[[list[Tensor]], Optimizer]
-    matrices_only: bool = False
-    unavailable: Callable[[torch.device], str | None] = lambda device: None
-
-
-def _needs_backend(backend: str) -> Callable[[torch.device], str | None]:
-    def check(device: torch.device) -> str | None:
-        from andi.functional.fused import fused_backends
-
-        ok = backend in fused_backends(device)
-        return None if ok else f"the {backend!r} fused backend is not usable on {device.type}"
-
-    return check
-
-
-def _andi(**kw: Any) -> Callable[[list[Tensor]], Optimizer]:
-    def build(params: list[Tensor]) -> Optimizer:
-        from andi import ANDI
-
-        return ANDI(params, **kw)
-
-    return build
-
-
-def _registry_arms() -> dict[str, Arm]:
-    """``reg:<name>`` arms for every registry optimizer (``andi.create_optimizer``) when the registry exists."""
-    try:
-        from andi.optim.registry import create_optimizer, list_optimizers
-    except ImportError:
-        return {}
-    skip = {"andi", "adamw", "sgd"}  # the same optimizers as the built-in arms
-    arms = {}
-    for name in list_optimizers():
-        if name in skip:
-            continue
-        lr = 0.02 if ("andi" in name or "muon" in name or name in ("sinkgd", "rmnp", "scion", "normuon")) else 1e-3
-
-        def build(params: list[Tensor], name: str = name, lr: float = lr) -> Optimizer:
-            return create_optimizer(name, params, lr=lr)
-
-        arms[f"reg:{name}"] = Arm(f"reg:{name}", f"andi.create_optimizer({name!r})", build)
-    return arms
-
-
-def available_arms() -> dict[str, Arm]:
-    """Every arm this benchmark knows, built-in first, then the registry's."""
-    arms = [
-        Arm("andi-single", "ANDI, single-tensor loop (foreach=False)", _andi(foreach=False)),
-        Arm("andi-foreach", "ANDI, torch._foreach_* path (foreach=True)", _andi(foreach=True)),
-        Arm("andi-compiled", "ANDI, one torch.compile graph over all tensors", _andi(backend="compiled"),
-            unavailable=_needs_backend("compile")),
-        Arm("andi-fused", "ANDI, Triton kernels (CUDA)", _andi(backend="triton"),
-            unavailable=_needs_backend("triton")),
-        Arm("adamw-foreach", "torch.optim.AdamW(foreach=True)",
-            lambda ps: torch.optim.AdamW(ps, lr=1e-3, foreach=True)),
-        Arm("adamw-fused", "torch.optim.AdamW(fused=True)", lambda ps: torch.optim.AdamW(ps, lr=1e-3, fused=True)),
-        Arm("sgd-nesterov", "torch.optim.SGD(momentum=0.9, nesterov=True, foreach=True)",
-            lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9, nesterov=True, foreach=True)),
-        Arm("muon", "torch.optim.Muon (2-D tensors only)", lambda ps: torch.optim.Muon(ps, lr=0.02),
-            matrices_only=True,
-            unavailable=lambda d: None if hasattr(torch.optim, "Muon") else "torch.optim.Muon needs torch >= 2.9"),
-    ]
-    return {a.name: a for a in arms} | _registry_arms()
-
-
-def baseline_arm(device: torch.device | str) -> str:
-    """The arm ratios are taken against: fused AdamW on CUDA, foreach AdamW elsewhere (the issue's targets)."""
-    return "adamw-fused" if torch.device(device).type == "cuda" else "adamw-foreach"
-
-
-def default_arms(device: torch.device | str) -> list[str]:
-    """Built-in arms usable on ``device`` (``andi-fused`` only on CUDA)."""
-    device = torch.device(device)
-    return [name for name, arm in available_arms().items()
-            if not name.startswith("reg:") and arm.unavailable(device) is None]
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Device facts
 # ----------------------------------------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _best_seconds(fn: Callable[[], Any], device: torch.device, repeats: int) -> float:
     """Fastest of ``repeats`` synchronised calls after one warm-up call (STREAM reports the best time too)."""
     fn()
     times = []
     for _ in range(repeats):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return min(times)
 
@@ -264,34 +175,12 @@ def measure_peak_bandwidth(device: torch.device | str, *, mib: int = 256, repeat
     return out
 
 
-def _device_info(device: torch.device) -> dict[str, Any]:
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                name = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), name)
-        except OSError:
-            pass
-    return {"type": device.type, "name": name, "threads": torch.get_num_threads()}
-
-
 def _load_average() -> list[float] | None:
     """1/5/15-minute load averages (a CPU timing taken under load is noisy: the JSON says so)."""
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover - not available on every platform
         return None
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-
-    import andi
-
-    return {"andi": andi.__version__, "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": numpy.__version__}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -325,7 +214,7 @@ class _Trial:
 
     def step(self, device: torch.device) -> float:
         assert self.optimizer is not None
-        _sync(device)
+        sync(device)
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
@@ -514,9 +403,9 @@ def run_step_bench(
         del trials
         gc.collect()
     meta = {
-        "device": _device_info(device), "dtype": str(dtype).removeprefix("torch."), "repeats": repeats,
+        "device": device_info(device), "dtype": str(dtype).removeprefix("torch."), "repeats": repeats,
         "warmup": warmup, "seed": seed, "baseline": base, "peak_bandwidth": peak_info,
-        "traffic_model": f"{TRAFFIC_ELEMENTS} * N * element_size bytes per step", "versions": _versions(),
+        "traffic_model": f"{TRAFFIC_ELEMENTS} * N * element_size bytes per step", "versions": versions(),
         "shape_sets": list(shape_sets), "max_side": max_side, "max_seconds": max_seconds,
         "timer": "cuda events after synchronize" if device.type == "cuda" else "time.perf_counter",
         "load_average": {"before": load_before, "after": _load_average()},
@@ -574,7 +463,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     if arms == ["default"]:
         arms = None
     elif arms == ["all"]:
-        arms = default_arms(device) + [n for n in available_arms() if n.startswith("reg:")]
+        arms = default_arms(device) + list(registry_arms())
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
         result = run_step_bench(

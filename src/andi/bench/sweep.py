@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from andi.bench.files import atomic_write_text, quarantine_path
 from andi.bench.protocol import FairProtocol, ReplayProtocol
+from andi.bench.util import final_value, finite_or_none, progress_bar
 
 if TYPE_CHECKING:
     from andi.bench.runner import RunConfig
@@ -276,7 +276,7 @@ class Sweep:
 
     def run_many(self, configs: Sequence[RunConfig], desc: str = "") -> list[dict]:
         """Records of ``configs`` in order, with one progress bar over them."""
-        bar = _bar(len(configs), desc, self.progress)
+        bar = progress_bar(len(configs), desc, enabled=self.progress, unit="run")
         out = []
         try:
             for cfg in configs:
@@ -287,38 +287,10 @@ class Sweep:
         return out
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(total: int, desc: str, enabled: bool) -> Any:
-    if not enabled or total == 0:
-        return _NoBar()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is optional: no bar, no error
-        return _NoBar()
-    return tqdm(total=total, desc=desc, unit="run", leave=False, dynamic_ncols=True)
-
-
 # ============================================================================================ protocols
-def _finite_or_none(x: Any) -> float | None:
-    return float(x) if _is_num(x) and math.isfinite(x) else None
-
-
-def _final_value(record: Mapping[str, Any]) -> float | None:
-    if record.get("status") != "ok":
-        return None
-    return _finite_or_none(record["final"].get("value"))
-
-
 def _mean_score(records: Sequence[Mapping[str, Any]]) -> float | None:
     """Mean final validation metric over tuning seeds; any failed seed fails the grid point."""
-    vals = [_final_value(r) for r in records]
+    vals = [final_value(r) for r in records]
     if not vals or any(v is None for v in vals):
         return None
     return sum(vals) / len(vals)  # type: ignore[arg-type]
@@ -374,7 +346,7 @@ def run_replay(
     for arm in protocol.arms:
         if arm == protocol.andi_optimizer:
             lr, grid = winner, list(protocol.andi_grid)
-            tuning = [{"lr": g, "keys": [r["key"]], "score": _finite_or_none(r["train"]["loss"][-1]
+            tuning = [{"lr": g, "keys": [r["key"]], "score": finite_or_none(r["train"]["loss"][-1]
                        if r["train"]["loss"] else None)} for g, r in zip(protocol.andi_grid, search_recs)]
         else:
             lr, grid, tuning = protocol.fixed_lr(arm, task), [protocol.fixed_lr(arm, task)], []

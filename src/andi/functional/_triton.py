@@ -41,7 +41,6 @@ _TL_DTYPES = {torch.float32: tl.float32, torch.bfloat16: tl.bfloat16, torch.floa
 _BLOCK_M = 32  # rows per program: also the column-partial granularity (N / 32 extra elements of scratch)
 _BLOCK_N = 128
 _FLAT_WIDTH = 1024  # global-branch tensors are processed as (ceil(numel / 1024), 1024) row blocks
-_META_COLS = 9  # g_ptr, p_ptr, b_ptr, m, n, numel, row_off, col_off, colpart_off
 _CACHE_SIZE = 32
 
 

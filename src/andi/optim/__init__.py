@@ -5,7 +5,7 @@ from .muon import Muon
 from .normuon import NorMuon
 from .registry import OPTIMIZERS, create_optimizer, list_optimizers, load_optimizer
 from .rmnp import RMNP
-from .routed import Routed, RoutedOptimizer, register_algorithm
+from .routed import RoutedOptimizer, register_algorithm
 from .scion import Scion
 from .script_muon import ScriptMuon
 from .sinkgd import SinkGD
@@ -16,7 +16,6 @@ __all__ = [
     "RMNP",
     "Muon",
     "NorMuon",
-    "Routed",
     "RoutedOptimizer",
     "Scion",
     "ScriptMuon",

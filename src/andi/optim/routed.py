@@ -6,6 +6,9 @@ group names its algorithm, one inner optimizer is built per algorithm over its g
 plain :class:`torch.optim.Optimizer` — one ``step(closure)``, one ``zero_grad``, one ``state_dict`` that round-trips
 and resumes bit-exactly, and LR schedulers that act on its ``param_groups``, which are the very dicts the inner
 optimizers read.
+
+The algorithm names are the registry's entries (each entry's factory, :mod:`andi.optim._catalog`), plus
+``muon-reference`` and whatever :func:`register_algorithm` adds.
 """
 
 from __future__ import annotations
@@ -17,57 +20,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ._library import library_factory
-from .muon import Muon, make_muon
-from .normuon import NorMuon
-from .rmnp import RMNP
-from .scion import Scion
-from .script_muon import ScriptMuon
-from .sinkgd import SinkGD
+from ._catalog import ALGORITHMS, Factory, register_algorithm
 
-__all__ = ["ALGORITHMS", "Routed", "RoutedOptimizer", "register_algorithm"]
-
-Factory = Callable[..., Optimizer]
-
-
-def _andi(params: Any, **kwargs: Any) -> Optimizer:
-    from .andi import ANDI
-
-    return ANDI(params, **kwargs)
-
-
-def _andi_reference(params: Any, **kwargs: Any) -> Optimizer:
-    from .andi import ANDI
-
-    return ANDI(params, compat="reference", **kwargs)
-
-
-#: Built-in algorithms: name -> factory ``(param_groups, **hyperparameters) -> Optimizer``. A factory must keep the
-#: group dicts it is given (every ``torch.optim.Optimizer`` subclass does).
-ALGORITHMS: dict[str, Factory] = {
-    "adamw": torch.optim.AdamW,
-    "sgd": torch.optim.SGD,
-    "muon": make_muon,  # torch.optim.Muon when all tensors are 2-D, else the reference form (conv filters)
-    "muon_reference": Muon,
-    "muon-andi-paper": ScriptMuon,
-    "andi": _andi,
-    "andi-reference": _andi_reference,
-    "sinkgd": SinkGD,
-    "rmnp": RMNP,
-    "scion": Scion,
-    "normuon": NorMuon,
-    "soap": library_factory("soap"),
-    "shampoo": library_factory("shampoo"),
-    "prodigy": library_factory("prodigy"),
-    "lion": library_factory("lion"),
-}
-
-
-def register_algorithm(name: str, factory: Factory, *, overwrite: bool = False) -> None:
-    """Make ``factory`` available to every :class:`RoutedOptimizer` as ``algorithm=name``."""
-    if name in ALGORITHMS and not overwrite:
-        raise ValueError(f"algorithm {name!r} is already registered; pass overwrite=True to replace it")
-    ALGORITHMS[name] = factory
+__all__ = ["ALGORITHMS", "RoutedOptimizer", "register_algorithm"]
 
 
 class _RoutedState(MutableMapping):
@@ -222,7 +177,7 @@ class RoutedOptimizer(Optimizer):
             if isinstance(inner, torch.optim.Muon) and any(p.ndim != 2 for p in params):
                 raise ValueError(
                     "this 'muon' group holds torch.optim.Muon, which accepts only 2-D parameters; add conv filters "
-                    "with algorithm='muon_reference' (same math) or pass them when the optimizer is created"
+                    "with algorithm='muon-reference' (same math) or pass them when the optimizer is created"
                 )
             inner.add_param_group(param_group)
             self.param_groups.append(inner.param_groups[-1])
@@ -357,6 +312,3 @@ class RoutedOptimizer(Optimizer):
             lines.append(f"  group {i}: algorithm={g['algorithm']}{role} tensors={len(g['params'])} lr={g.get('lr')}")
         return "\n".join(lines)
 
-
-#: Short alias used in the docs and the issue tracker.
-Routed = RoutedOptimizer
