@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 SIZES = {
-    "paper": {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4},  # protocol.md: 818,176 parameters
+    "paper": {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4},  # 818,176 parameters, as in the paper
     "small": {"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2},
     "smoke": {"block_size": 16, "n_embd": 32, "n_head": 2, "n_layer": 1},
 }

@@ -1,8 +1,8 @@
-"""Independent oracles written from the spec (``andi.md``), sharing no code with the package.
+"""Independent oracles written from the spec (``docs/design/algorithm.md``), sharing no code with the package.
 
 ``numpy_andi_direction`` / ``NumpyANDI``: Algorithm 1 in float64 numpy, the straightforward way.
-``ScriptANDI``: a transcription of the behaviour andi.md §3 describes for the author's ``ANDI.py`` (torch ops in the
-order the script uses them), used to check ``compat="reference"`` bit for bit.
+``ScriptANDI``: a transcription of the behaviour docs/design/algorithm.md describes for the author's ``ANDI.py``
+(torch ops in the order the script uses them), used to check ``compat="reference"`` bit for bit.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ def numpy_andi_direction(g: np.ndarray, eps: float = 1e-8, min_dim: int = 16) ->
 
 
 def numpy_script_direction(g: np.ndarray, min_dim: int = 16) -> np.ndarray:
-    """andi.md §3.1-3.2: ε on each norm, τ = hypot(‖G‖ + 1e-8, 1) on matrices, hypot(‖G‖, 1) otherwise."""
+    """The author's script (docs/design/algorithm.md): ε on each norm, τ = hypot(‖G‖ + 1e-8, 1) on matrices,
+    hypot(‖G‖, 1) otherwise."""
     g = np.asarray(g, dtype=np.float64)
     nu = np.sqrt(np.sum(g * g))
     if g.ndim >= 2:
@@ -41,8 +42,8 @@ def numpy_script_direction(g: np.ndarray, min_dim: int = 16) -> np.ndarray:
 
 
 class NumpyANDI:
-    """fp64 ANDI over a list of numpy parameters: Algorithm 1 (andi.md §1-§2) or, with ``compat="reference"``, the
-    script's variant (§3: its direction, and a first momentum buffer of (1 + μ)·H₁)."""
+    """fp64 ANDI over a list of numpy parameters: Algorithm 1 (docs/design/algorithm.md) or, with
+    ``compat="reference"``, the script's variant (its direction, and a first momentum buffer of (1 + μ)·H₁)."""
 
     def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16,
                  maximize=False, compat="paper"):
@@ -68,8 +69,8 @@ class NumpyANDI:
 
 
 class ScriptANDI(torch.optim.Optimizer):
-    """The reference script's ANDI as andi.md §3 describes it (eps on each norm, hypot targets, buffer cloned from
-    H₁ and then updated on the same step, no weight decay, math in the parameter dtype)."""
+    """The reference script's ANDI as docs/design/algorithm.md describes it (eps on each norm, hypot targets, buffer
+    cloned from H₁ and then updated on the same step, no weight decay, math in the parameter dtype)."""
 
     def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True):
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov))

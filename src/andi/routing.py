@@ -15,8 +15,8 @@ vector         every 0-D/1-D tensor: biases, LayerNorm/BatchNorm gains and shift
 
 and :func:`param_groups` turns the roles into torch parameter groups carrying ``algorithm=`` for
 :class:`andi.optim.RoutedOptimizer`. KellerJordan's Muon split, for example, is hidden matrices to Muon and every
-other role to AdamW (``family.md`` §0). The classification is a default, never the truth: pass ``overrides`` (fnmatch
-patterns on the parameter name) where a model needs it.
+other role to AdamW (``docs/design/family.md``, parameter roles). The classification is a default, never the truth:
+pass ``overrides`` (fnmatch patterns on the parameter name) where a model needs it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def param_roles(
     pass ``example_inputs`` (a tensor, a tuple of positional arguments, or a mapping of keyword arguments): the model
     is then run once, in eval mode and without gradients, and the order in which convolutions and Linears are called
     decides instead. An MLP's input Linear stays ``hidden_matrix`` unless overridden (the benchmark declares
-    ``{"encoder.0.weight": "conv_first"}`` for its autoencoder, the input role of ``family.md`` §0).
+    ``{"encoder.0.weight": "conv_first"}`` for its autoencoder, the input role of ``docs/design/family.md``).
 
     Names are those of ``model.named_parameters()`` (a tied tensor appears once, under its first name).
 

@@ -35,7 +35,7 @@ def test_registry_has_the_contract_tasks() -> None:
 
 
 def test_paper_models_match_the_spec_parameter_counts() -> None:
-    # protocol.md (a): 437,664 / 6,573,130 / 818,176 (vocab 65); cifar-proj: 256·256·2 + 256·10 + biases.
+    # docs/design/protocol.md: 437,664 / 6,573,130 / 818,176 (vocab 65); cifar-proj: 256·256·2 + 256·10 + biases.
     assert n_params(DeepAutoencoder()) == 437_664
     assert n_params(ResNet9()) == 6_573_130
     assert n_params(CharGPT(vocab_size=65)) == 818_176

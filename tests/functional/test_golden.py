@@ -89,7 +89,7 @@ def test_reference_mode_is_bitwise_the_script(nesterov, foreach):
 
 
 def test_reference_first_step_is_one_plus_mu_squared_larger():
-    # andi.md §3.3: script's first update is H + μ(1+μ)H, the paper's H + μH.
+    # docs/design/algorithm.md (the author's script): first update is H + μ(1+μ)H, the paper's H + μH.
     g = torch.randn(40, 30)
     outs = {}
     for compat in ("paper", "reference"):
@@ -103,7 +103,7 @@ def test_reference_first_step_is_one_plus_mu_squared_larger():
 
 @pytest.mark.parametrize("nesterov", [True, False])
 def test_momentum_part_equals_torch_sgd_on_h(nesterov):
-    # andi.md / family.md §1: ANDI's paper recursion is torch SGD(momentum, nesterov) applied to H = Φ(G).
+    # docs/design/family.md (SGD-Nesterov): ANDI's paper recursion is torch SGD(momentum, nesterov) applied to H = Φ(G).
     torch.manual_seed(0)
     a = torch.randn(30, 20, requires_grad=True)
     b = a.detach().clone().requires_grad_()

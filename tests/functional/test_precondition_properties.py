@@ -1,4 +1,4 @@
-"""Properties of Φ (andi.md §1) over random shapes, in fp64, with hypothesis."""
+"""Properties of Φ (docs/design/algorithm.md) over random shapes, in fp64, with hypothesis."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hand-written family members checked against fp64 transcriptions of the formulas in family.md (random G).
+"""Hand-written family members checked against fp64 transcriptions of the formulas in docs/design/family.md (random G).
 
 Each reference below is written from the spec text, independently of the package code, and run in float64; the
 optimizer under test runs on float64 parameters too, so agreement must be tight.
@@ -55,7 +55,7 @@ def _step(opt_cls, W0: torch.Tensor, grads: list[torch.Tensor], **kw) -> torch.T
 
 
 def _ns_reference(G: torch.Tensor, coeffs, steps: int, eps: float = 1e-7, safety: float = 1.0) -> torch.Tensor:
-    """family.md §3.1/§3.2, literally: transpose to the short side, X/‖X‖, T quintic steps, transpose back."""
+    """docs/design/family.md (Muon), literally: transpose to the short side, X/‖X‖, T quintic steps, transpose back."""
     X = G.clone()
     tall = X.shape[0] > X.shape[1]
     if tall:
@@ -83,7 +83,7 @@ def test_newton_schulz_matches_fp64_transcription(shape):
 def test_newton_schulz_singular_values_and_polar_express():
     G = _rand(64, 96)
     s = torch.linalg.svdvals(zeropower_via_newtonschulz5(G, dtype=None))
-    assert s.min() > 0.6 and s.max() < 1.2  # family.md §3.1: roughly (0.68, 1.13), not the exact polar factor
+    assert s.min() > 0.6 and s.max() < 1.2  # roughly (0.68, 1.13), not the exact polar factor
     pe = zeropower_via_newtonschulz5(G, 5, POLAR_EXPRESS_COEFFICIENTS, POLAR_EXPRESS_EPS, safety=POLAR_EXPRESS_SAFETY,
                                      dtype=None)
     ref = _ns_reference(G, POLAR_EXPRESS_COEFFICIENTS, 5, POLAR_EXPRESS_EPS, POLAR_EXPRESS_SAFETY)
@@ -205,7 +205,8 @@ def test_scion_step_matches_spec(unconstrained):
 
 # ------------------------------------------------------------------------------------------------ script Muon
 def _script_reference(W0: torch.Tensor, grads: list[torch.Tensor], lr: float, mu: float = 0.9) -> torch.Tensor:
-    """family.md §4 transcribed: NS on the raw gradient when both sides > 32, classic Nesterov momentum, no wd."""
+    """The script's Muon (docs/design/family.md) transcribed: NS on the raw gradient when both sides > 32, classic
+    Nesterov momentum, no wd."""
     W, buf = W0.clone(), torch.zeros_like(W0)
     for g in grads:
         gm = g.reshape(g.shape[0], -1)

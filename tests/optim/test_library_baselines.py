@@ -72,7 +72,7 @@ def test_adamw_and_sgd_nesterov_match_their_formulas():
     W0, grads = _rand(6, 5, seed=4, dtype=F64), [_rand(6, 5, seed=50 + t, dtype=F64) for t in range(3)]
     lr, b1, b2, eps, wd = 1e-2, 0.9, 0.95, 1e-10, 0.1
     W, m, v = W0.clone(), torch.zeros_like(W0), torch.zeros_like(W0)
-    for t, G in enumerate(grads, 1):  # family.md §2
+    for t, G in enumerate(grads, 1):  # docs/design/family.md, AdamW
         W = W * (1 - lr * wd)
         m = b1 * m + (1 - b1) * G
         v = b2 * v + (1 - b2) * G * G
@@ -85,7 +85,7 @@ def test_adamw_and_sgd_nesterov_match_their_formulas():
     torch.testing.assert_close(p.detach(), W, rtol=1e-12, atol=1e-12)
 
     W, M, mu = W0.clone(), None, 0.9
-    for G in grads:  # family.md §1, weight_decay = 0
+    for G in grads:  # docs/design/family.md, SGD-Nesterov; weight_decay = 0
         M = G.clone() if M is None else mu * M + G
         W = W - lr * (G + mu * M)
     p = torch.nn.Parameter(W0.clone())

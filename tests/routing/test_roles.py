@@ -1,4 +1,4 @@
-"""Parameter roles on the paper's three models (architectures per protocol.md) and on the tricky cases."""
+"""Parameter roles on the paper's three models (architectures per docs/design/protocol.md) and on the tricky cases."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import nn
 from andi.routing import ROLES, param_groups, param_roles
 
 
-# ------------------------------------------------------------------------------- the paper's models (protocol.md)
+# ------------------------------------------------------------ the paper's models (docs/design/protocol.md)
 class SaddleAutoencoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -90,7 +90,7 @@ def _assert_partition(model: nn.Module, groups: list[dict]) -> None:
 # ------------------------------------------------------------------------------------------------------ tests
 def test_nanogpt_roles():
     model = NanoGPT()
-    assert _count(model) == 818_176  # protocol.md
+    assert _count(model) == 818_176  # docs/design/protocol.md
     roles = param_roles(model)
     by = _by_role(roles)
     assert by["embedding"] == ["tok_emb.weight", "pos_emb.weight"]
@@ -110,7 +110,7 @@ def test_nanogpt_roles():
 
 def test_resnet9_roles():
     model = ResNet9()
-    assert _count(model) == 6_573_130  # protocol.md
+    assert _count(model) == 6_573_130  # docs/design/protocol.md
     by = _by_role(param_roles(model))
     assert by["conv_first"] == ["net.0.0.weight"]
     assert by["head"] == ["net.10.weight"]
@@ -126,14 +126,14 @@ def test_resnet9_roles():
 
 def test_saddle_autoencoder_roles():
     model = SaddleAutoencoder()
-    assert _count(model) == 437_664  # protocol.md
+    assert _count(model) == 437_664  # docs/design/protocol.md
     by = _by_role(param_roles(model))
     assert by["head"] == ["decoder.4.weight"]
     assert "encoder.0.weight" in by["hidden_matrix"]  # an MLP's input layer is hidden unless declared input-side
     roles = param_roles(model, overrides={"encoder.0.weight": "conv_first"})
     by = _by_role(roles)
     assert by["conv_first"] == ["encoder.0.weight"]
-    # protocol.md's SADDLE split: hidden = encoder.2, encoder.4, decoder.0, decoder.2 weights
+    # docs/design/protocol.md's SADDLE split: hidden = encoder.2, encoder.4, decoder.0, decoder.2 weights
     assert by["hidden_matrix"] == ["encoder.2.weight", "encoder.4.weight", "decoder.0.weight", "decoder.2.weight"]
     assert len(by["vector"]) == 6
     _assert_partition(model, param_groups(model, roles=roles))

@@ -3,7 +3,7 @@ Scion's linear minimization oracles (LMOs). Pure functions: tensors in, new tens
 
 Every tensor with ``k >= 2`` dimensions is viewed as the matrix ``(d1, d2·…·dk)`` (:func:`andi.functional.as_matrix`),
 the one reshape rule of this package; results come back in the input's shape. Exact formulas, defaults and sources
-are in ``family.md`` §5–§7 of the project's specification.
+are in ``docs/design/family.md`` (SinkGD, RMNP, Scion).
 """
 
 from __future__ import annotations

@@ -175,7 +175,7 @@ def paper_update(
 def reference_update(
     param: Tensor, direction: Tensor, buf: Tensor | None, *, lr: float | Tensor, momentum: float, nesterov: bool,
 ) -> Tensor:
-    """The script's momentum and update, op for op (andi.md §3.3): the first buffer is (1 + μ)·H₁."""
+    """The script's momentum and update, op for op: the first buffer is (1 + μ)·H₁ (``docs/design/algorithm.md``)."""
     if buf is None:
         buf = direction.clone()
     buf.mul_(momentum).add_(direction)

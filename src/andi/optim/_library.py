@@ -1,10 +1,10 @@
 """Optional library implementations of comparison optimizers, imported lazily behind the ``[family]`` extra.
 
-Only ``pytorch-optimizer`` is used (>= 4.1: 3.9.0 had Muon/SCION fidelity bugs, ``family.md`` §3.5 and §7). Its
-classes accept ``**kwargs`` and silently ignore unknown names, so every factory here checks the keyword arguments
-against the constructor's signature first. ``heavyball`` is not used: it ``torch.compile``-s its steps by default
-(``max-autotune``, minutes on a CPU), clears ``p.grad`` after ``step()`` (``consume_grad=True``), its Muon's Nesterov
-form is not KellerJordan's and its Scion re-initializes parameters.
+Only ``pytorch-optimizer`` is used (>= 4.1: 3.9.0 had Muon/SCION fidelity bugs; ``docs/design/family.md``, Muon
+and Scion). Its classes accept ``**kwargs`` and silently ignore unknown names, so every factory here checks the
+keyword arguments against the constructor's signature first. ``heavyball`` is not used: it ``torch.compile``-s its steps
+by default (``max-autotune``, minutes on a CPU), clears ``p.grad`` after ``step()`` (``consume_grad=True``), its
+Muon's Nesterov form is not KellerJordan's and its Scion re-initializes parameters.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@ r"""RMNP — row-normalized momentum.
 
 Reference: Deng et al., "RMNP" arXiv 2603.20527 (ICML 2026); code ``Dominator-Index/RMNP``
 (``GPT-2/RMNP/optimizers/rmnp.py``). The released code hard-codes CUDA, a bf16 flat update buffer and ``WORLD_SIZE``
-and is not on PyPI, so the update is re-implemented here from that file (``family.md`` §6).
+and is not on PyPI, so the update is re-implemented here from that file (``docs/design/family.md``, RMNP).
 """
 
 from __future__ import annotations

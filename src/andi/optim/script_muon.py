@@ -2,7 +2,7 @@ r"""The ANDI paper script's "Muon" — for replaying the paper only; it is **not
 
 Transcribed from ``VladimerKhasia/ANDI:ANDI.py`` (commit 29f90fe), functions ``newton_schulz_5`` and class ``Muon``,
 and used by the paper with lr 0.02 (GPT) and 0.05 (SADDLE, CIFAR) on *every* parameter. How it departs from Muon as
-published (``family.md`` §4):
+published (``docs/design/family.md``, the script's Muon):
 
 - Newton–Schulz is applied to the **raw gradient, before momentum** (Muon orthogonalizes the momentum);
 - classic momentum 0.9 (``M ← 0.9M + X``), not EMA 0.95, so aligned steps grow to ~10× an orthogonal matrix;

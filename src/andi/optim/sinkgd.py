@@ -2,7 +2,7 @@ r"""SinkGD — stateless gradient descent on the Sinkhorn-normalized gradient.
 
 Reference: M. Scetbon, C. Ma, W. Gong, E. Meeds, "Gradient Multi-Normalization for Stateless and Scalable LLM
 Training", arXiv 2502.06742 (NeurIPS 2025). No official code or PyPI package exists, so it is written here
-(``family.md`` §5); ``jdinalt/forgather``'s ``sinkgd.py`` was read for the norm clamp.
+(``docs/design/family.md``, SinkGD); ``jdinalt/forgather``'s ``sinkgd.py`` was read for the norm clamp.
 """
 
 from __future__ import annotations
