@@ -9,7 +9,7 @@
   ``torch.distributed.checkpoint.state_dict.get_state_dict``/``set_state_dict`` with ``dcp.save``/``dcp.load``
   save and reshard them (e.g. 2 ranks -> 1 rank) like any torch optimizer state.
 
-See the README's "Distributed" section for the torchrun command and the communication table.
+See ``docs/distributed.md`` for the torchrun command and the communication table.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def default_foreach(params: list[Tensor]) -> bool:
     """Pick the implementation when the user passed ``foreach=None``.
 
     Accelerators: the foreach path (fewer kernel launches). CPU: ``_foreach_*`` ops are loops over the same kernels
-    there, so what matters is cache locality against Python overhead. Measured on 2 cores (README, Performance):
+    there, so what matters is cache locality against Python overhead. Measured on 2 cores (``docs/performance.md``):
     for large tensors the single-tensor loop is faster (4 x 1024² MLP: 8.5 ms vs 14.0 ms; 8 x 1024²: 20 vs 26 ms),
     because it finishes each tensor while it is still in cache; for many small tensors the foreach path is faster
     (200 x 64² + 200 biases: 18.8 vs 24.7 ms). Tensor subclasses other than ``nn.Parameter`` take the loop.

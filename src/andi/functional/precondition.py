@@ -77,7 +77,7 @@ def gradient_stats(grad: Tensor, *, min_dim: int) -> AndiStats:
         mat = as_matrix(g)
         if mat.device.type == "cpu":
             # The CPU kernel for a norm over dim 0 walks the matrix column by column (about 10x slower than a
-            # contiguous pass at 1024x1024; measured in the README's performance section). Squaring once and
+            # contiguous pass at 1024x1024; measured in docs/performance.md). Squaring once and
             # reducing the square along both dims reads memory contiguously.
             squares = mat * mat
             row = squares.sum(dim=1, keepdim=True).sqrt_()
@@ -139,7 +139,7 @@ def reference_direction(grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximiz
     """Φ exactly as the reference script computes it (``compat="reference"``), in the gradient's dtype.
 
     The script hard-codes ``1e-8`` (:data:`SCRIPT_EPS`); ``min_dim`` is kept as a parameter (the script's value is
-    16). How the script differs from Algorithm 1: the README, section ``compat="reference"``.
+    16). How the script differs from Algorithm 1: ``docs/design/algorithm.md`` §3.
     """
     g = -grad if maximize else grad
     if g.ndim > 1:

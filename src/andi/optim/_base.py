@@ -62,14 +62,6 @@ def check_distinct_params(params: Iterable[Tensor]) -> None:
         seen.add(id(p))
 
 
-_FOREACH_DOC = """foreach (bool, optional): use the multi-tensor (``torch._foreach_*``) implementation.
-            ``None`` picks it on accelerators, and on CPU only for many small tensors (measured: the single-tensor
-            loop is faster on CPU for large ones, see ``andi.functional.andi.default_foreach``)."""
-_MAXIMIZE_DOC = """maximize (bool): maximize the objective instead of minimizing it (uses Φ(−G) = −Φ(G))."""
-
-DOCS = {"foreach": _FOREACH_DOC, "maximize": _MAXIMIZE_DOC}
-
-
 class FunctionalOptimizer(Optimizer):
     """The one ``step`` of the comparison family: a subclass is its constructor plus two declarations.
 

@@ -106,7 +106,7 @@ class LibrarySpec:
 
 
 #: Library optimizers by registry name. ``defaults`` are the keyword arguments we set on top of the library's own
-#: defaults (each documented in the README's family table); everything else is the library's default.
+#: defaults (each documented in the family table, docs/family.md); everything else is the library's default.
 LIBRARY_SPECS: dict[str, LibrarySpec] = {
     # SOAP (Vyas et al., arXiv 2409.11321): library defaults = nikhilvyas/SOAP's (lr 3e-3, β (0.95, 0.95),
     # precondition every 10 steps); weight decay 0 unless asked, like every arm here.

@@ -12,7 +12,7 @@ from torch.optim import Optimizer
 from ..functional.andi import BACKENDS, Backend, andi_step, gradient_norms, resolve_backend, screen_gradient_norms
 from ..functional.precondition import DEFAULT_EPS, DEFAULT_MIN_DIM
 from ..functional.validation import AndiHyperparameters, Compat, check_hyperparameters, check_step_tensors
-from ._base import DOCS, check_distinct_params, evaluate_closure, group_tensors, params_with_grads
+from ._base import check_distinct_params, evaluate_closure, group_tensors, params_with_grads
 
 __all__ = ["ANDI"]
 
@@ -52,7 +52,7 @@ class ANDI(Optimizer):
 
     **ANDI is not scale-invariant**: :math:`\|H\|_F = \sqrt{\|G\|^2 + 1}` depends on the gradient's magnitude, so loss
     scaling (unscale AMP gradients first), mean vs sum reduction, gradient accumulation and clipping all change the
-    step (see the README).
+    step (see ``docs/algorithm.md``).
 
     Args:
         params: parameters or parameter groups.
@@ -67,13 +67,15 @@ class ANDI(Optimizer):
         compat (str): ``"paper"`` (Algorithm 1; default) or ``"reference"``: the author's ``ANDI.py`` script bit for
             bit (eps added to each norm, τ = hypot(‖G‖ + 1e-8, 1) on matrices, first momentum buffer
             (1 + μ)·H₁, math in the parameter dtype, no weight decay).
-        {foreach}
+        foreach (bool, optional): use the multi-tensor (``torch._foreach_*``) implementation. ``None`` picks it on
+            accelerators, and on CPU only for many small tensors (measured: the single-tensor loop is faster on CPU
+            for large ones, see :func:`andi.functional.eager.default_foreach`).
         fused (bool, optional): the fused step (:mod:`andi.functional.fused`): Triton kernels on CUDA when Triton is
             installed, else one ``torch.compile`` graph over every tensor (no host sync mid-step, hyperparameters as
             tensors so schedules never recompile). ``None`` leaves it off until the fused kernels have been proven on a
             GPU (:data:`andi.functional.fused.FUSED_BY_DEFAULT_ON`); ``True`` opts in, also on CPU, where its first
             step compiles C++ (tens of seconds).
-        {maximize}
+        maximize (bool): maximize the objective instead of minimizing it (uses Φ(−G) = −Φ(G)).
         skip_nonfinite (bool): when a gradient holds NaN/Inf, skip that tensor's update and count it in
             :attr:`nonfinite_skips` instead of raising :class:`FloatingPointError` (default False). Either way no
             NaN is written into parameters or state, and a refused step changes nothing.
@@ -280,6 +282,3 @@ def _validate(group: dict[str, Any], where: str | None = None) -> AndiHyperparam
             raise
         raise ValueError(f"{where}: {err}") from None
     return AndiHyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
-
-
-ANDI.__doc__ = (ANDI.__doc__ or "").replace("{foreach}", DOCS["foreach"]).replace("{maximize}", DOCS["maximize"])

@@ -50,9 +50,11 @@ class NorMuon(MatrixOptimizer):
         weight_decay (float): decoupled λ (default 0).
         nesterov (bool): default True.
         eps (float): ε of the row normalization and the norm restore (default 1e-8, dion's).
-        ns_steps (int), ns_coefficients, ns_safety: Newton–Schulz settings (default 5 steps, KellerJordan's
-            coefficients, safety 1). dion's Polar Express: ``ns_coefficients=POLAR_EXPRESS_COEFFICIENTS,
-            ns_safety=1.02`` (the NS input-norm bound stays 1e-7; ``eps`` above is the row normalization's).
+        ns_steps (int): Newton–Schulz iterations (default 5).
+        ns_coefficients: Newton–Schulz coefficients (default KellerJordan's). dion's Polar Express:
+            ``ns_coefficients=POLAR_EXPRESS_COEFFICIENTS, ns_safety=1.02`` (the NS input-norm bound stays 1e-7;
+            ``eps`` above is the row normalization's).
+        ns_safety (float): Newton–Schulz safety factor (default 1).
     """
 
     _functional = staticmethod(normuon)

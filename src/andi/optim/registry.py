@@ -90,8 +90,11 @@ def create_optimizer(
         lr: lr of the main optimizer (the matrix part of a hybrid arm); default: the entry's ``default_lr``.
         roles: role overrides for a model — a full ``param_roles`` mapping or ``{fnmatch pattern: role}``; used by
             hybrid arms and ``scion``, ignored by single-optimizer arms (every parameter goes to one optimizer).
-        aux_lr, aux_betas, aux_eps, aux_weight_decay: AdamW settings for the non-matrix parameters of hybrid arms
-            (``aux_lr`` default 3e-4, KellerJordan's); ignored by the other arms.
+        aux_lr: lr of the AdamW that hybrid arms use for the non-matrix parameters (default 3e-4, KellerJordan's);
+            ignored by the other arms, like the three ``aux_*`` settings below.
+        aux_betas: that AdamW's betas (default (0.9, 0.95)).
+        aux_eps: that AdamW's eps (default 1e-10).
+        aux_weight_decay: that AdamW's weight decay (default 0).
         weight_decay: weight decay of the main optimizer (decoupled, except torch SGD's L2 form); default 0 for
             every arm, including AdamW (torch's own default is 0.01: pass it explicitly to reproduce that).
         **kw: further keyword arguments of the main optimizer (e.g. ``momentum``, ``betas``, ``L`` for SinkGD,

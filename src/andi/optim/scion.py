@@ -35,7 +35,7 @@ class Scion(FunctionalOptimizer):
          \theta_t = \theta_{t-1} - \eta\,u_t \quad\text{(unconstrained)}
         \end{aligned}
 
-    ``momentum`` is :math:`\alpha = 1 - \beta_{\text{usual}}` (the README calls 0.1 a good default, ~0.5 for short
+    ``momentum`` is :math:`\alpha = 1 - \beta_{\text{usual}}` (Scion's README calls 0.1 a good default, ~0.5 for short
     low-noise runs). The constrained form is weight decay with λ = 1 tied to the lr, which pulls the weights toward
     the norm ball of radius ``scale``; Scion's examples also *initialize* the weights on that ball (``opt.init()``),
     which this class deliberately does not do: every arm of the benchmark starts from the model's own init.
@@ -109,10 +109,11 @@ def _validate(group: Mapping[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------------------ recipes
 #: Per-role LMO recipes: role -> (norm, norm_kwargs, scale). Radii follow Scion's shakespeare-char width sweep
-#: (``examples/shallow-nanogpt``: input 1, blocks 3, head 10); ``"spectral"`` is its "Mixed" mode (ColNorm
-#: embedding, Spectral blocks, Sign head). ``conv_first`` (also an MLP's input Linear, by override) takes the input
-#: norm of the recipe; conv filters anywhere fall back to SpectralConv for ``spectral`` and use the (out, -1) view
-#: for ``colnorm``/``rownorm``; vectors always get BiasRMS with radius 1 (our choice: the sweep has no biases).
+#: (``LIONS-EPFL/scion:examples/shallow-nanogpt``: input 1, blocks 3, head 10); ``"spectral"`` is its "Mixed"
+#: mode (ColNorm embedding, Spectral blocks, Sign head). ``conv_first`` (also an MLP's input Linear, by override)
+#: takes the input norm of the recipe; conv filters anywhere fall back to SpectralConv for ``spectral`` and use the
+#: (out, -1) view for ``colnorm``/``rownorm``; vectors always get BiasRMS with radius 1 (our choice: the sweep has no
+#: biases).
 SCION_RECIPES: dict[str, dict[str, tuple[str, dict[str, Any], float]]] = {
     "spectral": {
         "embedding": ("colnorm", {"normalized": False, "transpose": True}, 1.0),
