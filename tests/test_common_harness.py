@@ -41,6 +41,7 @@ _LIB = {"deepcopy": False}
 CASES: dict[str, Case] = {
     "andi": Case(0.01),
     "andi-reference": Case(0.01),
+    "andi-hybrid": Case(0.01, _AUX),
     "adamw": Case(0.01),
     "sgd": Case(0.1),
     "muon": Case(0.02, _AUX),

@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from andi import ANDI
 from andi.optim import registry
 from andi.optim.normuon import NorMuon
 from andi.optim.registry import (
@@ -26,7 +27,10 @@ from andi.optim.scion import Scion
 from andi.optim.script_muon import ScriptMuon
 from andi.optim.sinkgd import SinkGD
 
-CORE = ["andi", "andi-reference", "adamw", "sgd", "muon", "muon-andi-paper", "sinkgd", "rmnp", "scion", "normuon"]
+CORE = [
+    "andi", "andi-reference", "andi-hybrid", "adamw", "sgd", "muon", "muon-andi-paper", "sinkgd", "rmnp", "scion",
+    "normuon",
+]
 LIBRARY = ["soap", "shampoo", "prodigy", "lion"]
 
 
@@ -207,3 +211,21 @@ def test_every_spec_is_complete():
         assert spec.kind in ("single", "hybrid", "scion")
         assert spec.source.startswith(("ours", "torch", "pytorch-optimizer"))
     assert registry.OPTIMIZERS["muon"].kind == "hybrid"
+
+
+def test_andi_hybrid_routes_exactly_muons_split():
+    """ANDI and Muon meet on equal footing: the same parameters go to the matrix optimizer, the rest to AdamW."""
+    model = GPTish()
+
+    def split(name: str) -> dict[str, tuple[str, float]]:
+        opt = create_optimizer(name, model, lr=0.02, aux_lr=3e-4)
+        names = {id(p): n for n, p in model.named_parameters()}
+        return {names[id(p)]: (g["algorithm"], g["lr"]) for g in opt.param_groups for p in g["params"]}
+
+    hybrid, muon = split("andi-hybrid"), split("muon")
+    assert hybrid.keys() == muon.keys() == {n for n, _ in model.named_parameters()}
+    for name, (algorithm, lr) in muon.items():
+        assert hybrid[name] == (("andi-hybrid", lr) if algorithm == "muon" else (algorithm, lr))
+    assert {a for a, _ in hybrid.values()} == {"andi-hybrid", "adamw"}
+    opt = create_optimizer("andi-hybrid", model)
+    assert isinstance(opt.inner["andi-hybrid"], ANDI)

@@ -96,6 +96,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             weight_decay=False,
         ),
         OptimizerSpec(
+            name="andi-hybrid",
+            label="ANDI (hybrid)",
+            paper="Khasia, ANDI (2025), Algorithm 1, with Muon's parameter split",
+            source='ours: `andi.ANDI` (compat="paper") + torch `AdamW`',
+            state="1 buffer + AdamW's 2 on the rest",
+            split=_HYBRID.format(m="ANDI"),
+            default_lr=0.02,
+            kind="hybrid",
+            factory=ANDI,
+        ),
+        OptimizerSpec(
             name="adamw",
             label="AdamW",
             paper="Loshchilov & Hutter, arXiv 1711.05101",
