@@ -78,3 +78,50 @@ class CountingRun:
             raise KeyboardInterrupt("simulated kill")
         self.calls.append(config.key())
         return fake_record(config)
+
+
+# ------------------------------------------------------------------------------- for executors and claims
+#: Environment of :func:`marked_fake_record` (worker processes inherit it): a folder for markers, seconds to
+#: sleep per run, and comma-separated config keys to kill (SIGKILL, first attempt only) or to fail (always).
+ENV_MARKERS = "ANDI_TEST_MARKERS"
+ENV_SLEEP = "ANDI_TEST_SLEEP"
+ENV_KILL = "ANDI_TEST_KILL_KEYS"
+ENV_FAIL = "ANDI_TEST_FAIL_KEYS"
+
+
+def marked_fake_record(config: Any, *, data_root: Any = None, progress: bool = False) -> dict:
+    """:func:`fake_record` that leaves a marker per computation (``<key>.<pid>.<n>.start`` in
+    ``$ANDI_TEST_MARKERS``), sleeps ``$ANDI_TEST_SLEEP`` seconds, kills its own process (``kill -9``) the first
+    time it runs a key of ``$ANDI_TEST_KILL_KEYS`` and raises for every key of ``$ANDI_TEST_FAIL_KEYS``.
+
+    Module level, so worker processes (spawn, Ray) import it by name; usable as ``ANDI_BENCH_RUN_FN``
+    ``=_bench_fakes:marked_fake_record`` with this folder on ``PYTHONPATH``.
+    """
+    import os
+    import signal
+    import time
+    import uuid
+    from pathlib import Path
+
+    key = config.key()
+    markers = Path(os.environ[ENV_MARKERS])
+    (markers / f"{key}.{os.getpid()}.{uuid.uuid4().hex[:8]}.start").touch()
+    time.sleep(float(os.environ.get(ENV_SLEEP, "0")))
+    if key in os.environ.get(ENV_KILL, "").split(","):
+        try:
+            (markers / f"{key}.killed").open("x").close()  # exclusive: only the first attempt is killed
+        except FileExistsError:
+            pass
+        else:
+            os.kill(os.getpid(), signal.SIGKILL)
+    if key in os.environ.get(ENV_FAIL, "").split(","):
+        raise RuntimeError(f"injected failure of {key[:12]}")
+    return fake_record(config)
+
+
+def computations(markers: Any) -> dict[str, int]:
+    """How many times :func:`marked_fake_record` started each key (from its markers)."""
+    from collections import Counter
+    from pathlib import Path
+
+    return dict(Counter(p.name.split(".")[0] for p in Path(markers).glob("*.start")))

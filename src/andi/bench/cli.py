@@ -5,12 +5,19 @@ Subcommands::
     andi-bench quick  [--out DIR] [--size smoke|cpu] [--data-root DIR] [--device cpu] [--threads N]
     andi-bench run    --protocol fair|replay [--task gpt,cifar] [--optimizers andi,adamw,muon]
                       [--size full|cpu|smoke] [--device cuda] [--out DIR] ...
+    (both)            [--executor serial|local|ray] [--workers N] [--workers-per-gpu K] [--ray-address ADDR]
+                      [--claim-timeout SECONDS]
     andi-bench report DIR [--out FILE] [--no-figures]
     andi-bench list
     andi-bench step   ...   (optimizer-step micro-benchmarks, forwarded to andi.bench.stepbench)
 
 Every run is stored as one JSON record in the output directory, keyed by its config hash: re-running the
-same command resumes an interrupted sweep without redoing finished runs. Progress bars appear on an
+same command resumes an interrupted sweep without redoing finished runs. Runs execute one at a time in this
+process (``--executor serial``, the default), in ``N`` worker processes (``--executor local --workers N``, which
+``--workers`` alone implies; on CUDA ``--workers-per-gpu K`` packs ``K`` runs on each visible GPU) or as Ray
+tasks (``--executor ray [--ray-address ADDR]``, which ``--ray-address`` alone implies). Several processes, or
+machines on a shared filesystem, may point ``--out`` at the same directory: each run is claimed before it
+starts (:mod:`andi.bench.claims`; a claim older than ``--claim-timeout`` is stale). Progress bars appear on an
 interactive terminal and stay off when ``CI`` is set or stderr is not a TTY.
 
 Before the first run, ``quick`` and ``run`` check the arguments, the device, the output directory and the
@@ -32,9 +39,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from andi.bench.claims import DEFAULT_CLAIM_TIMEOUT_S
 from andi.bench.data import ChecksumError, DataMissingError
 from andi.bench.errors import EXIT_SETUP, EXIT_USAGE, SetupError, UsageError, UserError, one_line
-from andi.bench.preflight import check_data, check_device, check_names, check_steps, check_writable_dir
+from andi.bench.preflight import (
+    check_data,
+    check_device,
+    check_execution,
+    check_names,
+    check_steps,
+    check_writable_dir,
+)
 from andi.bench.protocol import (
     CORE_ARMS,
     PROTOCOLS,
@@ -89,8 +104,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16"),
                    help="parameter dtype (default: float32)")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads for every run (default: torch's). On a busy CPU, 1 avoids "
-                   "the heavy slowdown of oversubscribed threads; the count is stored in every record")
+                   help="torch intra-op threads per run (serial: this process's, default torch's; local: each "
+                   "worker's, default cores / workers; ray: CPUs and threads per task, default 1). On a busy CPU, "
+                   "1 avoids the heavy slowdown of oversubscribed threads; the count is stored in every record")
+    x = p.add_argument_group("execution (at the same --threads per run, every executor gives the same metrics; "
+                             "only timings differ)")
+    x.add_argument("--executor", choices=("serial", "local", "ray"), default=None,
+                   help="serial: one run at a time here (default); local: worker processes on this machine "
+                   "(implied by --workers/--workers-per-gpu); ray: Ray tasks, local or on a cluster (implied by "
+                   "--ray-address; pip install 'andi-optim[ray]')")
+    x.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="local: runs at once (default: one per core)")
+    x.add_argument("--workers-per-gpu", type=int, default=None, metavar="K",
+                   help="local or ray with --device cuda: K runs share each visible GPU (their timings are marked "
+                   "'packed' in the report)")
+    x.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="ray: the cluster to join ('auto' on a cluster node; default: start Ray here)")
+    x.add_argument("--claim-timeout", type=float, default=DEFAULT_CLAIM_TIMEOUT_S, metavar="SECONDS",
+                   help="a run claimed longer ago is taken over (default: %(default)g s = 6 h; claims of a dead "
+                   "process on this host are taken over at once)")
     p.add_argument("--no-report", action="store_true", help="do not write report.md after the sweep")
     p.add_argument("--progress", dest="progress", action="store_true", default=None,
                    help="force progress bars (default: only on a terminal, never with CI=true)")
@@ -163,20 +195,30 @@ def _check_machine(out: Path, tasks: Sequence[str], args: argparse.Namespace) ->
     check_data(tasks, args.data_root)
 
 
-def _sweep(out: Path, args: argparse.Namespace) -> Sweep:
+def _sweep(out: Path, args: argparse.Namespace, executor: str) -> Sweep:
+    from andi.bench.executors import make_executor
     from andi.bench.sweep import Sweep
 
-    if args.threads is not None:
+    if executor == "serial" and args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
+    runner = make_executor(executor, workers=args.workers, threads=args.threads,
+                           workers_per_gpu=args.workers_per_gpu, ray_address=args.ray_address, device=args.device)
+    return Sweep(out, data_root=args.data_root, progress=args.progress, executor=runner,
+                 claim_timeout=args.claim_timeout)
 
-    return Sweep(out, data_root=args.data_root, progress=args.progress)
+
+def _check_execution(args: argparse.Namespace) -> str:
+    return check_execution(args.executor, workers=args.workers, workers_per_gpu=args.workers_per_gpu,
+                           ray_address=args.ray_address, device=args.device, claim_timeout=args.claim_timeout)
 
 
 def _summary(what: str, sweep: Sweep, elapsed: float, out: Path) -> None:
     corrupt = f", {len(sweep.store.corrupt)} corrupt record(s) recomputed" if sweep.store.corrupt else ""
-    print(f"{what}: {sweep.computed} runs computed, {sweep.reused} reused{corrupt} in {elapsed:.1f} s -> {out}")
+    failed = f", {len(sweep.failed)} FAILED (see the report)" if sweep.failed else ""
+    print(f"{what}: {sweep.computed} runs computed, {sweep.reused} reused{corrupt}{failed} in {elapsed:.1f} s "
+          f"({sweep.executor.describe()}) -> {out}")
 
 
 def cmd_quick(args: argparse.Namespace) -> int:
@@ -185,12 +227,12 @@ def cmd_quick(args: argparse.Namespace) -> int:
     protocol = QUICK_SIZES[args.size]
     out = args.out or DEFAULT_RESULTS / "quick"
     _check_threads(args)
+    executor = _check_execution(args)
     _check_machine(out, protocol.tasks, args)
-    sweep = _sweep(out, args)
     t0 = time.perf_counter()
-    run_protocol(protocol, sweep, size=args.size, device=args.device, dtype=args.dtype)
-    elapsed = time.perf_counter() - t0
-    _summary(f"quick ({args.size})", sweep, elapsed, out)
+    with _sweep(out, args, executor) as sweep:
+        run_protocol(protocol, sweep, size=args.size, device=args.device, dtype=args.dtype)
+        _summary(f"quick ({args.size})", sweep, time.perf_counter() - t0, out)
     if not args.no_report:
         _write_report(out)
     return 0
@@ -241,14 +283,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     size = args.size or DEFAULT_SIZES.get(protocol.name, "cpu")
     check_steps(protocol, args.steps)
     _check_threads(args)
+    executor = _check_execution(args)
     out = args.out or DEFAULT_RESULTS / protocol.name
     _check_machine(out, tasks, args)
-    sweep = _sweep(out, args)
     t0 = time.perf_counter()
-    run_protocol(
-        protocol, sweep, tasks=tasks, size=size, arms=arms, steps=args.steps, device=args.device, dtype=args.dtype
-    )
-    _summary(protocol.name, sweep, time.perf_counter() - t0, out)
+    with _sweep(out, args, executor) as sweep:
+        run_protocol(
+            protocol, sweep, tasks=tasks, size=size, arms=arms, steps=args.steps, device=args.device,
+            dtype=args.dtype,
+        )
+        _summary(protocol.name, sweep, time.perf_counter() - t0, out)
     if not args.no_report:
         _write_report(out)
     return 0

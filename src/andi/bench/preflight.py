@@ -8,6 +8,7 @@ downloads missing dataset files when downloads are allowed (``ANDI_DATA_DOWNLOAD
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from collections.abc import Sequence
@@ -16,7 +17,15 @@ from pathlib import Path
 from andi.bench.errors import SetupError, UsageError
 from andi.bench.protocol import FairProtocol, ReplayProtocol
 
-__all__ = ["check_data", "check_device", "check_names", "check_steps", "check_writable_dir", "min_steps"]
+__all__ = [
+    "check_data",
+    "check_device",
+    "check_execution",
+    "check_names",
+    "check_steps",
+    "check_writable_dir",
+    "min_steps",
+]
 
 
 def check_names(
@@ -128,3 +137,46 @@ def check_data(tasks: Sequence[str], data_root: str | os.PathLike[str] | None) -
             data.ensure_dataset(name, data_root)
         except (OSError, data.ChecksumError) as e:  # DataMissingError is an OSError
             raise SetupError(f"dataset {name} (task {', '.join(users)}): {e}") from e
+
+
+def check_execution(
+    executor: str | None,
+    *,
+    workers: int | None = None,
+    workers_per_gpu: int | None = None,
+    ray_address: str | None = None,
+    device: str = "cpu",
+    claim_timeout: float = 1.0,
+) -> str:
+    """The executor the options ask for, after checking that they fit together; returns its name.
+
+    Without ``--executor``: ``ray`` when ``--ray-address`` is given, ``local`` when ``--workers`` or
+    ``--workers-per-gpu`` is, else ``serial``. Options that the chosen executor would ignore are errors.
+    """
+    for option, value in (("--workers", workers), ("--workers-per-gpu", workers_per_gpu)):
+        if value is not None and value < 1:
+            raise UsageError(f"{option} {value}: must be >= 1")
+    if not claim_timeout > 0:
+        raise UsageError(f"--claim-timeout {claim_timeout:g}: must be a positive number of seconds")
+    name = executor or ("ray" if ray_address else "local" if workers or workers_per_gpu else "serial")
+    if name == "serial" and (workers is not None or workers_per_gpu is not None):
+        raise UsageError("--workers/--workers-per-gpu: the serial executor runs one run at a time; "
+                         "use --executor local (or drop --executor serial)")
+    if ray_address is not None and name != "ray":
+        raise UsageError(f"--ray-address: only the ray executor joins a cluster; drop --executor {name}")
+    if name == "local" and workers is not None and workers_per_gpu is not None:
+        raise UsageError("--workers and --workers-per-gpu: give one (--workers-per-gpu K starts K workers per "
+                         "visible GPU)")
+    if name == "ray" and workers is not None:
+        raise UsageError("--workers: Ray runs as many runs at once as the cluster's resources hold; set the CPUs "
+                         "of each run with --threads")
+    if workers_per_gpu is not None and not device.startswith("cuda"):
+        raise UsageError(f"--workers-per-gpu: packs runs onto GPUs, but --device is {device}; add --device cuda "
+                         "or use --workers")
+    if name == "ray" and not _ray_installed():
+        raise SetupError("--executor ray: Ray is not installed; pip install 'andi-optim[ray]'")
+    return name
+
+
+def _ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None

@@ -31,7 +31,7 @@ from typing import Any
 
 from andi.bench import stats
 from andi.bench.files import atomic_write_text
-from andi.bench.sweep import ResultStore
+from andi.bench.store import ResultStore
 from andi.bench.util import final_value
 
 __all__ = ["ArmResult", "Comparison", "TaskResult", "analyze_fair", "analyze_replay", "fmt", "generate_report"]
@@ -92,6 +92,7 @@ class ArmResult:
     peak_kind: str = ""
     tuning: list[dict] = field(default_factory=list)
     expected: int = 0  # reporting runs named by the manifest; ``len(records)`` of them survive
+    errors: list[dict] = field(default_factory=list)  # failed records (the run raised): no metric, no timing
 
     @property
     def n_failed(self) -> int:
@@ -99,7 +100,12 @@ class ArmResult:
 
     @property
     def n_missing(self) -> int:
-        return max(0, self.expected - len(self.records))
+        return max(0, self.expected - len(self.records) - len(self.errors))
+
+    @property
+    def packed(self) -> int:
+        """Most runs that shared a GPU with any of this arm's reporting runs (1: alone or not on a GPU)."""
+        return max((_packed(r) for r in self.records), default=1)
 
     @property
     def median_steps(self) -> float:
@@ -163,11 +169,24 @@ class _Records:
                 self.missing.append(key)
         return self.cache[key]
 
+    def peek(self, key: str) -> dict | None:
+        """The record with ``key`` without counting it as missing when absent (tuning runs)."""
+        if key not in self.cache:
+            self.cache[key] = self.store.get(key)
+        return self.cache[key]
+
     def many(self, keys: Sequence[str]) -> list[dict]:
         return [r for r in (self.get(k) for k in keys) if r is not None]
 
 
-def _arm_result(entry: Mapping[str, Any], records: list[dict], final_fn: Any) -> ArmResult:
+def _packed(record: Mapping[str, Any]) -> int:
+    """Runs that shared the record's GPU (1 when alone, not on a GPU, or recorded before executors)."""
+    packed = (record.get("execution") or {}).get("packed")
+    return packed if isinstance(packed, int) and not isinstance(packed, bool) and packed > 1 else 1
+
+
+def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> ArmResult:
+    records = [r for r in found if r.get("status") != "failed"]
     finals = [final_fn(r) for r in records]
     step_times = [r["timing"].get("optimizer_step_median_s") for r in records]
     peaks = [r["memory"].get("peak_bytes") for r in records if r["memory"].get("peak_bytes") is not None]
@@ -181,7 +200,7 @@ def _arm_result(entry: Mapping[str, Any], records: list[dict], final_fn: Any) ->
         state_bytes=max((int(r["memory"]["state_bytes"]) for r in records), default=None),
         peak_bytes=stats.median(peaks) if peaks else None,
         peak_kind=records[0]["memory"].get("peak_kind", "") if records else "", tuning=list(entry["tuning"]),
-        expected=len(entry["reporting"]),
+        expected=len(entry["reporting"]), errors=[r for r in found if r.get("status") == "failed"],
     )
 
 
@@ -308,19 +327,39 @@ def _env_lines(results: Sequence[TaskResult]) -> list[str]:
     v, d = rec.get("versions", {}), rec.get("device", {})
     return [f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
             f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
-            f"({d.get('name', '?')}), {d.get('threads', '?')} threads."]
+            f"({d.get('name', '?')}), {d.get('threads', '?')} threads.", "", _execution_line(results)]
+
+
+def _execution_line(results: Sequence[TaskResult]) -> str:
+    """How the reported runs were executed, which is what their timings depend on (their metrics do not)."""
+    ways: dict[str, int] = {}
+    for r in (r for t in results for a in t.arms for r in a.records):
+        ex = r.get("execution")
+        if not isinstance(ex, dict):
+            way = "not recorded (before executors)"
+        else:
+            way = (f"{ex.get('executor', '?')} executor, {ex.get('workers', '?')} run(s) at once, "
+                   f"{ex.get('threads', '?')} thread(s) per run")
+            way += f", {ex['packed']} per GPU (packed)" if _packed(r) > 1 else ""
+        ways[way] = ways.get(way, 0) + 1
+    listed = "; ".join(f"{way} ({n} run{'s' if n != 1 else ''})" for way, n in ways.items())
+    return (f"Timings were taken by: {listed}. Metrics do not depend on the executor; timings of runs sharing a "
+            "machine or a GPU do.")
 
 
 def _fair_table(t: TaskResult) -> list[str]:
     hib = "higher" if t.higher_is_better else "lower"
+    packed = max((a.packed for a in t.arms), default=1)
+    mark = " †" if packed > 1 else ""
     lines = [
         f"| arm | chosen lr | trials | final test {t.metric} (mean ± std) | n | steps to target | "
-        "time to target (s) | speedup | opt step (ms) | state | peak mem |",
+        f"time to target (s{mark}) | speedup{mark} | opt step (ms{mark}) | state | peak mem |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in t.arms:
         lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + (" (at edge)" if a.at_edge else "")
         n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
+        n += f" ({len(a.errors)} failed)" if a.errors else ""
         n += f" ({a.n_missing} missing)" if a.n_missing else ""
         final = fmt_mean_std(a.summary) if a.records else f"missing (0 of {a.expected} seeds)"
         peak = fmt_bytes(a.peak_bytes) + (" (RSS)" if a.peak_kind == "rss" and a.peak_bytes else "")
@@ -336,6 +375,9 @@ def _fair_table(t: TaskResult) -> list[str]:
                   f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
                   "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
                   "speedup = AdamW's time to target / the arm's."]
+    if packed > 1:
+        lines += ["", f"† Timed with up to {packed} runs packed on one GPU (`--workers-per-gpu`): these wall-clock "
+                      "numbers are not comparable with timings of runs that had a device to themselves."]
     return lines
 
 
@@ -549,5 +591,16 @@ def _render(results_dir: Path, out: Path, figures: bool) -> str:
     if recs.missing:
         lines += [f"> **{len(recs.missing)} record(s) named by a manifest are missing or corrupt** and were left "
                   "out; re-run the same command to recompute them.", ""]
+    tuning_keys = [k for m in manifests for a in m["arms"] for t in a.get("tuning", []) for k in t["keys"]]
+    named = [recs.peek(k) for k in tuning_keys] + list(recs.cache.values())
+    failed_records = {r["key"]: r for r in named if r is not None and r.get("status") == "failed"}
+    if failed_records:
+        failed, first = sorted(failed_records), next(iter(failed_records.values()))
+        last_line = (first.get("error") or "").strip().splitlines()[-1:] or ["?"]
+        lines += [f"> **{len(failed)} run(s) failed with an error** (twice: each was retried once), e.g. "
+                  f"`{first['config']['task']}/{first['config']['optimizer']}` lr {fmt(first['config']['lr'])}: "
+                  f"`{last_line[0]}`. A failed tuning run scores like a diverged one; failed reporting runs are "
+                  "counted as failed in `n`. Tracebacks are in the records (`error`); re-run the same command to "
+                  "retry them.", ""]
     lines += body
     return "\n".join(lines).rstrip() + "\n"

@@ -1,31 +1,49 @@
-"""Execute protocols: grid × seeds through the runner, one JSON record per run, resumable.
+"""Execute protocols: plans (:mod:`andi.bench.plans`) through an executor (:mod:`andi.bench.executors`), one
+JSON record per run in a results directory (:mod:`andi.bench.store`), resumable and safe to share.
 
-Each run is stored as ``<results_dir>/<config.key()>.json`` (written to a temporary file, fsynced, then
-atomically renamed), so an interrupted sweep leaves only complete records behind. On restart a run whose
-record exists *and validates* (schema, key and config match, required fields present) is reused; a corrupt or
-partial file is logged with its path, moved aside to ``<key>.json.corrupt`` (``.corrupt.1``, ``.corrupt.2``,
-… when earlier copies are there: none is overwritten) and recomputed — never used. Files are written with the
-permissions of any other file (``0o666 & ~umask``), so the results are as readable as the report.
+The flow is one way. A plan yields a stage of configs; :class:`Sweep` runs the union of the current stages of
+all plans (every task at once) and sends each plan its records; a plan's return value is its manifest, which
+the sweep merges into ``manifest-<protocol>-<task>-<size>.json`` under a lock. The plans know no executor and
+the executors know no results directory: the sweep alone reads, claims and writes.
 
-After a task finishes, a manifest ``manifest-<protocol>-<task>-<size>.json`` records what the protocol
-decided (grids, edge extensions, tuning scores, chosen lr, reporting run keys). :mod:`andi.bench.report`
-reads manifests and records; everything it prints can be recomputed from them.
+For each config the sweep
+
+1. reuses a valid record already on disk (a corrupt one is moved aside and the run recomputed);
+2. claims the run (``<key>.claim``, :mod:`andi.bench.claims`) just before an executor slot starts it; a run
+   claimed by a live process elsewhere is left to it: the sweep runs the rest, then waits (polling, bounded by
+   the claim timeout) for its record, and takes the claim over if it goes stale. A record that appeared
+   meanwhile always wins over computing;
+3. validates the record the worker hands back, adds ``execution`` (executor, workers, host, threads, packed)
+   and writes it atomically, then removes the claim.
+
+A run that raises is retried once (a worker killed mid-run counts as raising); if it fails again, a *failed*
+record with its traceback is written, which the protocol scores like a diverged run, the report shows as
+failed, and the next invocation recomputes. A missing or corrupt dataset stops the sweep instead (it would
+fail every run). Any other exception, or an interrupt, stops the sweep with its claims released.
+
+Progress is one bar over every run of the sweep: done, running and left, per arm, with an ETA (off with
+``CI=true`` or when stderr is not a terminal).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.files import atomic_write_text, quarantine_path
+from andi.bench.claims import DEFAULT_CLAIM_TIMEOUT_S, Claims
+from andi.bench.errors import SetupError
+from andi.bench.executors import Executor, Outcome, RunSpec, SerialExecutor, resolve_run_fn
+from andi.bench.plans import Plan, fair_plan, planned_runs, replay_plan
 from andi.bench.protocol import FairProtocol, ReplayProtocol
-from andi.bench.util import final_value, finite_or_none, progress_bar
+from andi.bench.store import MANIFEST_SCHEMA, RECORD_SCHEMA, ResultStore, _json_normal, merge_manifest, validate_record
+from andi.bench.util import final_value, progress_bar  # noqa: F401 (final_value: callers import it from here)
 
 if TYPE_CHECKING:
     from andi.bench.runner import RunConfig
@@ -36,6 +54,7 @@ __all__ = [
     "ResultStore",
     "Sweep",
     "TaskInfo",
+    "drive",
     "progress_enabled",
     "run_fair",
     "run_protocol",
@@ -45,164 +64,11 @@ __all__ = [
 
 logger = logging.getLogger("andi.bench")
 
-RECORD_SCHEMA = 1
-MANIFEST_SCHEMA = 1
-_MANIFEST_PREFIX = "manifest-"
-
 RunFn = Callable[..., dict]
+#: A failing run is attempted this many times in all (the first try and one retry).
+ATTEMPTS = 2
 
 
-# ============================================================================================ validation
-def _json_normal(obj: Any) -> Any:
-    """``obj`` as it reads back from JSON (tuples become lists)."""
-    return json.loads(json.dumps(obj))
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def validate_record(
-    record: Any, expected_key: str | None = None, expected_config: Mapping[str, Any] | None = None
-) -> list[str]:
-    """Problems that make ``record`` unusable (empty list = valid), per the runner's record contract."""
-    if not isinstance(record, dict):
-        return [f"record is a {type(record).__name__}, not an object"]
-    problems = []
-    if record.get("schema") != RECORD_SCHEMA:
-        problems.append(f"schema is {record.get('schema')!r}, expected {RECORD_SCHEMA}")
-    key = record.get("key")
-    if not isinstance(key, str):
-        problems.append("missing key")
-    elif expected_key is not None and key != expected_key:
-        problems.append(f"key {key[:12]}… does not match the expected {expected_key[:12]}…")
-    if expected_config is not None and record.get("config") != _json_normal(dict(expected_config)):
-        problems.append("config differs from the requested run")
-    if not isinstance(record.get("config"), dict):
-        problems.append("missing config")
-    if record.get("status") not in ("ok", "diverged"):
-        problems.append(f"status is {record.get('status')!r}")
-    train = record.get("train")
-    if not isinstance(train, dict) or not isinstance(train.get("steps"), list):
-        problems.append("missing train curve")
-    elif len(train["steps"]) != len(train.get("loss") or []):
-        problems.append("train steps and losses differ in length")
-    ev = record.get("eval")
-    if not isinstance(ev, dict):
-        problems.append("missing eval")
-    else:
-        n_eval = len(ev.get("steps") or [])
-        for name, vals in ev.items():
-            if not isinstance(vals, list) or len(vals) != n_eval:
-                problems.append(f"eval[{name!r}] is not a list aligned with eval steps")
-    final = record.get("final")
-    if not isinstance(final, dict) or not isinstance(final.get("metric"), str):
-        problems.append("missing final metric")
-    else:
-        if not isinstance(final.get("higher_is_better"), bool):
-            problems.append("final.higher_is_better is not a bool")
-        if final.get("value") is not None and not _is_num(final["value"]):
-            problems.append("final.value is not a number")
-    timing = record.get("timing")
-    if not isinstance(timing, dict) or not _is_num(timing.get("total_s")):
-        problems.append("missing timing")
-    elif isinstance(ev, dict) and len(timing.get("cumulative_train_s") or []) != len(ev.get("steps") or []):
-        problems.append("timing.cumulative_train_s is not aligned with eval steps")
-    memory = record.get("memory")
-    if not isinstance(memory, dict) or not isinstance(memory.get("state_bytes"), int):
-        problems.append("missing memory.state_bytes")
-    return problems
-
-
-# ================================================================================================= store
-class ResultStore:
-    """A results directory: one ``<key>.json`` per run plus ``manifest-*.json`` files.
-
-    ``corrupt_note`` ends the warning logged for a corrupt record and says what the caller does about it
-    (a sweep recomputes the run, a report leaves it out), so the warning never promises what won't happen.
-    """
-
-    def __init__(self, root: str | os.PathLike[str], *, corrupt_note: str = "it is not used") -> None:
-        self.root = Path(root)
-        self.corrupt_note = corrupt_note
-        self.corrupt: list[Path] = []  # files found corrupt (and moved aside when possible) by this object
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.json"
-
-    def _read(self, path: Path, expected_key: str | None, expected_config: Mapping | None) -> dict | None:
-        """The validated record at ``path``; ``None`` if absent. Corrupt files are reported and moved aside."""
-        if not path.exists():
-            return None
-        try:
-            with open(path, encoding="utf-8") as f:
-                record = json.load(f)
-            problems = validate_record(record, expected_key, expected_config)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            problems = [f"unreadable JSON ({e})"]
-        if not problems:
-            return record
-        aside = quarantine_path(path)
-        try:
-            os.replace(path, aside)
-            where = f"moved to {aside.name}"
-        except OSError as e:  # e.g. a read-only results directory being reported on
-            where = f"left in place (cannot move it aside: {e.strerror or e})"
-        logger.warning("corrupt result file %s: %s; %s; %s", path, "; ".join(problems), where, self.corrupt_note)
-        self.corrupt.append(path)
-        return None
-
-    def load(self, config: RunConfig) -> dict | None:
-        """The stored record of ``config`` if present and valid."""
-        key = config.key()
-        return self._read(self.path(key), key, config.to_dict())
-
-    def get(self, key: str) -> dict | None:
-        """The stored record with ``key`` (validated against its key only)."""
-        return self._read(self.path(key), key, None)
-
-    def save(self, record: Mapping[str, Any]) -> Path:
-        """Write ``record`` atomically (temporary file in the same directory, fsync, ``os.replace``)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        return _atomic_write_json(self.path(record["key"]), record)
-
-    def records(self) -> Iterator[dict]:
-        """Every valid record in the directory (corrupt ones are reported and moved aside)."""
-        for path in sorted(self.root.glob("*.json")):
-            if not path.name.startswith(_MANIFEST_PREFIX):
-                rec = self._read(path, path.stem, None)
-                if rec is not None:
-                    yield rec
-
-    def manifest_path(self, protocol: str, task: str, size: str) -> Path:
-        return self.root / f"{_MANIFEST_PREFIX}{protocol}-{task}-{size}.json"
-
-    def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
-        self.root.mkdir(parents=True, exist_ok=True)
-        path = self.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
-        return _atomic_write_json(path, manifest)
-
-    def manifests(self) -> list[dict]:
-        out = []
-        for path in sorted(self.root.glob(f"{_MANIFEST_PREFIX}*.json")):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    m = json.load(f)
-            except (OSError, json.JSONDecodeError) as e:
-                logger.warning("unreadable manifest %s (%s): skipped", path, e)
-                continue
-            if not isinstance(m, dict) or m.get("manifest") != MANIFEST_SCHEMA:
-                logger.warning("manifest %s has an unknown schema: skipped", path)
-                continue
-            out.append(m)
-        return out
-
-
-def _atomic_write_json(path: Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
-
-
-# ================================================================================================= sweep
 def progress_enabled(requested: bool | None = None) -> bool:
     """Progress bars: on when asked, else only on an interactive stderr and outside CI."""
     if requested is not None:
@@ -219,13 +85,82 @@ class TaskInfo:
     default_steps: int
 
 
-class Sweep:
-    """Runs configs through ``run_fn`` with resume-by-key, counting computed and reused runs.
+class _Progress:
+    """One bar over the runs of a sweep: done / running / left and per-arm counts in the postfix."""
 
-    Corrupt records met on the way are listed in ``sweep.store.corrupt`` (and recomputed).
+    def __init__(self, enabled: bool, desc: str = "sweep") -> None:
+        self.enabled, self.desc = enabled, desc
+        self.bar: Any = None
+        self.expected: Counter[tuple[str, str]] = Counter()  # (task, arm) -> runs
+        self.seen: Counter[tuple[str, str]] = Counter()
+        self.done: Counter[str] = Counter()  # arm -> finished runs
+        self.running = 0
+        self.arm_of: dict[str, tuple[str, str]] = {}
+
+    def plan(self, task: str, runs: Mapping[str, int]) -> None:
+        for arm, n in runs.items():
+            self.expected[(task, arm)] += n
+
+    def stage(self, configs: Sequence[RunConfig], arms: Sequence[str] | None) -> None:
+        """Register the runs about to be executed; the total grows where a stage exceeds the plan."""
+        for i, cfg in enumerate(configs):
+            key = cfg.key()
+            if key in self.arm_of:
+                continue
+            where = (cfg.task, arms[i] if arms else cfg.optimizer)
+            self.arm_of[key] = where
+            self.seen[where] += 1
+            self.expected[where] = max(self.expected[where], self.seen[where])
+        total = sum(self.expected.values())
+        if self.bar is None:
+            self.bar = progress_bar(total, self.desc, enabled=self.enabled, unit="run")
+        elif getattr(self.bar, "total", total) != total:
+            self.bar.total = total
+        self._show()
+
+    def start(self, cfg: RunConfig) -> None:
+        self.running += 1
+        self._show()
+
+    def abandon(self, cfg: RunConfig) -> None:
+        """A started run that will be started again (a retry)."""
+        self.running -= 1
+        self._show()
+
+    def finish(self, cfg: RunConfig, *, ran: bool) -> None:
+        self.running -= ran
+        self.done[self.arm_of.get(cfg.key(), (cfg.task, cfg.optimizer))[1]] += 1
+        self._show()
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def _show(self) -> None:
+        if self.bar is None or not self.enabled:
+            return
+        total = sum(self.expected.values())
+        done = sum(self.done.values())
+        per_arm: Counter[str] = Counter()
+        for (_, arm), n in self.expected.items():
+            per_arm[arm] += n
+        arms = " ".join(f"{arm} {self.done[arm]}/{n}" for arm, n in per_arm.items())
+        self.bar.set_postfix_str(f"{done} done, {self.running} running, {total - done - self.running} left | {arms}",
+                                 refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+
+
+class Sweep:
+    """Runs configs through an executor with resume-by-key and claims, counting computed and reused runs.
 
     ``run_fn(config, *, data_root=..., progress=...) -> record`` defaults to :func:`andi.bench.runner.run`
-    (imported on first use). Tests inject a fake one.
+    (imported on first use; see :func:`~andi.bench.executors.resolve_run_fn`). ``executor`` defaults to a
+    :class:`~andi.bench.executors.SerialExecutor`; the sweep closes it in :meth:`close` (or at the end of a
+    ``with`` block). ``claim_timeout`` is the age after which any claim is stale (seconds); ``poll_s`` the
+    first pause between checks of runs claimed elsewhere (backing off to 10 s). Corrupt records met on the way
+    are listed in ``sweep.store.corrupt`` (and recomputed); keys of runs that failed twice in ``sweep.failed``.
     """
 
     def __init__(
@@ -236,21 +171,28 @@ class Sweep:
         data_root: str | os.PathLike[str] | None = None,
         progress: bool | None = None,
         task_info: Callable[[str, str], TaskInfo] | None = None,
+        executor: Executor | None = None,
+        claim_timeout: float = DEFAULT_CLAIM_TIMEOUT_S,
+        poll_s: float = 0.5,
     ) -> None:
         self.store = ResultStore(results_dir, corrupt_note="the run will be recomputed")
         self._run_fn = run_fn
         self.data_root = data_root
         self.progress = progress_enabled(progress)
         self._task_info = task_info
+        self.executor = executor if executor is not None else SerialExecutor()
+        self.claims = Claims(self.store.root, timeout_s=claim_timeout, executor=self.executor.name)
+        self.poll_s = poll_s
         self.computed = 0
         self.reused = 0
+        self.failed: list[str] = []
+        self.started = time.time()
+        self._bar: _Progress | None = None
 
     @property
     def run_fn(self) -> RunFn:
         if self._run_fn is None:
-            from andi.bench.runner import run
-
-            self._run_fn = run
+            self._run_fn = resolve_run_fn()
         return self._run_fn
 
     def task_info(self, task: str, size: str) -> TaskInfo:
@@ -260,60 +202,202 @@ class Sweep:
 
         return TaskInfo(default_steps=int(get_task(task, size=size, data_root=self.data_root).default_steps))
 
+    def close(self) -> None:
+        """Release the executor's workers and any claim still held."""
+        self.claims.release_all()
+        self.executor.close()
+
+    def __enter__(self) -> Sweep:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------- running
     def run(self, config: RunConfig) -> dict:
         """The record of ``config``: from disk when a valid one exists, else computed and stored."""
+        return self.run_many([config])[0]
+
+    def run_many(self, configs: Sequence[RunConfig], desc: str = "", arms: Sequence[str] | None = None) -> list[dict]:
+        """Records of ``configs`` in order (each distinct config computed at most once); ``arms`` name the arm
+        of each config for the progress bar (default: its optimizer)."""
+        own = self._bar is None
+        if own:
+            self._bar = _Progress(self.progress, desc or "runs")
+        try:
+            self._bar.stage(configs, arms)
+            by_key = self._execute(list({c.key(): c for c in configs}.values()))
+        finally:
+            if own:
+                self._bar.close()
+                self._bar = None
+        return [by_key[c.key()] for c in configs]
+
+    @contextlib.contextmanager
+    def _progress(self, desc: str) -> Iterator[_Progress]:
+        self._bar = _Progress(self.progress, desc)
+        try:
+            yield self._bar
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _finished(self, config: RunConfig) -> dict | None:
+        """The stored record to use for ``config``: valid, and not a failure from before this sweep started."""
         record = self.store.load(config)
-        if record is not None:
-            self.reused += 1
-            return record
-        record = self.run_fn(config, data_root=self.data_root, progress=self.progress)
-        problems = validate_record(record, config.key(), config.to_dict())
+        if record is None or (record.get("status") == "failed" and record.get("failed_at", 0) < self.started):
+            return None
+        return record
+
+    def _execute(self, configs: list[RunConfig]) -> dict[str, dict]:
+        """Records of distinct ``configs`` by key: reused, computed (claimed first), or awaited from another
+        process; failing runs are retried once, then stored as failed."""
+        assert self._bar is not None
+        bar = self._bar
+        results: dict[str, dict] = {}
+        errors: dict[str, list[str]] = {}
+        todo, delay, waited = configs, self.poll_s, False
+        spec = RunSpec(self.run_fn, None if self.data_root is None else str(self.data_root),
+                       self.progress and self.executor.inline)
+        while todo:
+            deferred: list[RunConfig] = []
+            retry: list[RunConfig] = []
+
+            def jobs(todo: list[RunConfig] = todo, deferred: list[RunConfig] = deferred) -> Iterator[RunConfig]:
+                for cfg in todo:
+                    record = self._finished(cfg)
+                    if record is None:
+                        if not self.claims.acquire(cfg.key()):
+                            deferred.append(cfg)
+                            continue
+                        record = self._finished(cfg)  # written between the check and the claim: it wins
+                        if record is None:
+                            bar.start(cfg)
+                            yield cfg
+                            continue
+                        self.claims.release(cfg.key())
+                    self.reused += 1
+                    results[cfg.key()] = record
+                    bar.finish(cfg, ran=False)
+
+            ran = False
+            try:
+                with contextlib.closing(self.executor.run(jobs(), spec)) as outcomes:
+                    for outcome in outcomes:
+                        ran = True
+                        cfg = outcome.config
+                        key = cfg.key()
+                        try:
+                            if outcome.fatal is not None:
+                                raise SetupError(outcome.fatal)
+                            if outcome.record is not None:
+                                results[key] = self._store_record(outcome)
+                                self.computed += 1
+                            else:
+                                errors.setdefault(key, []).append(outcome.error or "unknown error")
+                                if len(errors[key]) < ATTEMPTS:
+                                    logger.warning("run %s/%s lr=%g seed %d failed; retrying it once:\n%s", cfg.task,
+                                                   cfg.optimizer, cfg.lr, cfg.init_seed, _indent(errors[key][-1]))
+                                    retry.append(cfg)
+                                else:
+                                    results[key] = self._store_failure(outcome, errors[key])
+                        finally:
+                            self.claims.release(key)
+                        if key in results:
+                            bar.finish(cfg, ran=True)
+                        else:
+                            bar.abandon(cfg)
+            finally:
+                self.claims.release_all()
+            todo = retry + deferred
+            if deferred and not ran and not retry:
+                holders = {h.describe() for h in map(self.claims.holder, (c.key() for c in deferred)) if h}
+                log = logger.debug if waited else logger.info
+                log("waiting for %d run(s) claimed by %s", len(deferred), "; ".join(sorted(holders)) or "?")
+                waited = True
+                time.sleep(delay)
+                delay = min(delay * 1.5, 10.0)
+            else:
+                delay = self.poll_s
+        return results
+
+    def _execution(self, outcome: Outcome) -> dict[str, Any]:
+        ex = self.executor
+        return {"executor": ex.name, "workers": ex.capacity, "host": outcome.host, "threads": outcome.threads,
+                "packed": ex.packed}
+
+    def _store_record(self, outcome: Outcome) -> dict:
+        cfg = outcome.config
+        problems = validate_record(outcome.record, cfg.key(), cfg.to_dict())
         if problems:
-            raise RuntimeError(f"the runner returned an invalid record for {config}: {'; '.join(problems)}")
+            raise RuntimeError(f"the runner returned an invalid record for {cfg}: {'; '.join(problems)}")
+        record = {**outcome.record, "execution": self._execution(outcome)}  # type: ignore[dict-item]
         self.store.save(record)
-        self.computed += 1
         return _json_normal(record)
 
-    def run_many(self, configs: Sequence[RunConfig], desc: str = "") -> list[dict]:
-        """Records of ``configs`` in order, with one progress bar over them."""
-        bar = progress_bar(len(configs), desc, enabled=self.progress, unit="run")
-        out = []
-        try:
-            for cfg in configs:
-                out.append(self.run(cfg))
-                bar.update(1)
-        finally:
-            bar.close()
-        return out
+    def _store_failure(self, outcome: Outcome, errors: list[str]) -> dict:
+        cfg = outcome.config
+        logger.error("run %s/%s lr=%g seed %d failed %d times; stored as failed (key %s):\n%s", cfg.task,
+                     cfg.optimizer, cfg.lr, cfg.init_seed, len(errors), cfg.key()[:12], _indent(errors[-1]))
+        record = {"schema": RECORD_SCHEMA, "key": cfg.key(), "config": cfg.to_dict(), "status": "failed",
+                  "error": errors[-1], "errors": errors, "attempts": len(errors), "failed_at": time.time(),
+                  "execution": self._execution(outcome)}
+        self.store.save(record)
+        self.failed.append(cfg.key())
+        return _json_normal(record)
+
+    # ----------------------------------------------------------------------------------------- manifests
+    def write_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Merge ``manifest`` with the one on disk (arms this sweep did not run are kept) under its lock and
+        write it; returns what was written."""
+        path = self.store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
+        self.store.root.mkdir(parents=True, exist_ok=True)
+        with self.claims.locked(path.name):
+            manifest = merge_manifest(self.store, manifest)
+            self.store.write_manifest(manifest)
+        return manifest
 
 
-# ============================================================================================ protocols
-def _mean_score(records: Sequence[Mapping[str, Any]]) -> float | None:
-    """Mean final validation metric over tuning seeds; any failed seed fails the grid point."""
-    vals = [final_value(r) for r in records]
-    if not vals or any(v is None for v in vals):
-        return None
-    return sum(vals) / len(vals)  # type: ignore[arg-type]
+def _indent(text: str) -> str:
+    return "\n".join("    " + line for line in text.rstrip().splitlines())
 
 
-def _merge_manifest(store: ResultStore, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Keep arms of an earlier manifest of the same protocol/task/size that this invocation did not run."""
-    path = store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
-    if path.exists():
-        try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
-        except (OSError, json.JSONDecodeError):
-            old = None
-        same = isinstance(old, dict) and all(
-            old.get(k) == manifest.get(k) for k in ("manifest", "kind", "device", "dtype", "steps")
-        ) and _json_normal({k: v for k, v in old.get("spec", {}).items() if k != "arms"}) == _json_normal(
-            {k: v for k, v in manifest["spec"].items() if k != "arms"}
-        )
-        if same:
-            names = {a["arm"] for a in manifest["arms"]}
-            manifest["arms"] = [a for a in old["arms"] if a["arm"] not in names] + manifest["arms"]
-    return manifest
+# ============================================================================================= protocols
+def drive(plans: Mapping[str, Plan], sweep: Sweep, *, planned: Mapping[str, Mapping[str, int]] | None = None,
+          desc: str = "sweep") -> dict[str, dict[str, Any]]:
+    """Run ``plans`` (by task) together: each round executes the union of every unfinished plan's next stage.
+
+    Each manifest is written (merged) as soon as its plan returns; returns them by task. ``planned`` (runs per
+    arm, by task) sizes the progress bar from the start.
+    """
+    manifests: dict[str, dict[str, Any]] = {}
+    current: dict[str, Any] = {}
+    with sweep._progress(desc) as bar:
+        for task, runs in (planned or {}).items():
+            bar.plan(task, runs)
+
+        def advance(task: str, records: list[dict] | None) -> None:
+            try:
+                current[task] = next(plans[task]) if records is None else plans[task].send(records)
+            except StopIteration as done:
+                current.pop(task, None)
+                manifests[task] = sweep.write_manifest(done.value)
+                logger.info("%s/%s done (%d runs computed, %d reused so far)", done.value["protocol"], task,
+                            sweep.computed, sweep.reused)
+
+        for task in plans:
+            advance(task, None)
+        while current:
+            tasks = list(current)
+            configs = [c for t in tasks for c in current[t].configs]
+            arms = [a for t in tasks for a in current[t].arms]
+            records = sweep.run_many(configs, arms=arms)
+            i = 0
+            for task in tasks:
+                n = len(current[task].configs)
+                advance(task, records[i:i + n])
+                i += n
+    return {task: manifests[task] for task in plans}
 
 
 def run_replay(
@@ -326,44 +410,8 @@ def run_replay(
     device: str = "cpu",
     dtype: str = "float32",
 ) -> dict[str, Any]:
-    """The paper's protocol on one task; returns (and writes) its manifest.
-
-    Stage 1 runs the ANDI grid on the search seed and the fixed arms on every seed; the winner of
-    :func:`~andi.bench.protocol.select_replay_lr` then runs on every seed (its search-seed run is the
-    same config, so the stored record is reused, as the script reuses the seed-42 result in its curve).
-    """
-    default_steps = None if steps is not None or size == "full" else sweep.task_info(task, size).default_steps
-    steps, every = protocol.resolve(size, default_steps, steps)
-
-    def cfg(arm: str, lr: float, seed: int) -> RunConfig:
-        return protocol.config(arm, task, lr, seed, size=size, steps=steps, record_every=every,
-                               device=device, dtype=dtype)
-
-    arms = []
-    search = [cfg(protocol.andi_optimizer, lr, protocol.search_seed) for lr in protocol.andi_grid]
-    search_recs = sweep.run_many(search, desc=f"{task} replay: ANDI lr search")
-    winner = protocol.andi_grid[protocol.select(search_recs)]
-    for arm in protocol.arms:
-        if arm == protocol.andi_optimizer:
-            lr, grid = winner, list(protocol.andi_grid)
-            tuning = [{"lr": g, "keys": [r["key"]], "score": finite_or_none(r["train"]["loss"][-1]
-                       if r["train"]["loss"] else None)} for g, r in zip(protocol.andi_grid, search_recs)]
-        else:
-            lr, grid, tuning = protocol.fixed_lr(arm, task), [protocol.fixed_lr(arm, task)], []
-        reporting = sweep.run_many([cfg(arm, lr, s) for s in protocol.seeds], desc=f"{task} replay: {arm}")
-        arms.append({
-            "arm": arm, "label": protocol.label(arm), "optimizer": arm, "roles": protocol.roles,
-            "hybrid": False, "aux_lr": None, "grid": grid, "extension": [], "edge_extended": False,
-            "at_edge": len(grid) > 1 and lr in (min(grid), max(grid)), "trials": len(tuning),
-            "tuning": tuning, "chosen_lr": lr, "reporting": [r["key"] for r in reporting],
-        })
-    manifest = {
-        "manifest": MANIFEST_SCHEMA, "kind": "replay", "protocol": protocol.name, "task": task, "size": size,
-        "steps": steps, "record_every": every, "device": device, "dtype": dtype, "spec": protocol.to_dict(),
-        "seeds": list(protocol.seeds), "arms": arms,
-    }
-    sweep.store.write_manifest(manifest)
-    return manifest
+    """The paper's protocol on one task (:func:`andi.bench.plans.replay_plan`); returns (and writes) its manifest."""
+    return run_protocol(protocol, sweep, tasks=[task], size=size, steps=steps, device=device, dtype=dtype)[0]
 
 
 def run_fair(
@@ -377,66 +425,9 @@ def run_fair(
     device: str = "cpu",
     dtype: str = "float32",
 ) -> dict[str, Any]:
-    """The fair protocol on one task; returns (and writes) its manifest.
-
-    AdamW is tuned first (it is added when not requested: hybrid arms need its lr and the report needs its
-    target). For every arm: the declared grid on the tuning seeds, selection on the mean final validation
-    metric, the edge rule, then the winner on every reporting seed with the test split.
-    """
-    steps = steps if steps is not None else protocol.steps_for(task)
-    ordered = protocol.ordered_arms(arms)
-    if arms is not None and protocol.reference_arm not in arms:
-        logger.info("adding %r: it sets the aux lr of hybrid arms and the time-to-target target",
-                    protocol.reference_arm)
-    aux_lr: float | None = None
-    out = []
-    for arm in ordered:
-        a_aux = aux_lr if arm.hybrid else None
-
-        def trials(lrs: Sequence[float], arm=arm, a_aux=a_aux) -> list[dict[str, Any]]:
-            cfgs = [protocol.config(arm, task, lr, s, split="val", size=size, aux_lr=a_aux, steps=steps,
-                                    device=device, dtype=dtype) for lr in lrs for s in protocol.tuning_seeds]
-            recs = sweep.run_many(cfgs, desc=f"{task} {protocol.name}: tune {arm.name}")
-            n = len(protocol.tuning_seeds)
-            return [{"lr": lr, "keys": [r["key"] for r in recs[i * n:(i + 1) * n]],
-                     "score": _mean_score(recs[i * n:(i + 1) * n]),
-                     "higher_is_better": bool(recs[i * n]["final"]["higher_is_better"])}
-                    for i, lr in enumerate(lrs)]
-
-        grid = protocol.grid(arm, task)
-        tuning = trials(grid)
-        hib = tuning[0]["higher_is_better"]
-        chosen = tuning[protocol.select([t["score"] for t in tuning], hib)]["lr"]
-        ext = protocol.extension(grid, chosen)
-        if ext:
-            logger.info("%s/%s: winner lr %.4g at a grid edge; extending with %s", task, arm.name, chosen,
-                        ", ".join(f"{x:.4g}" for x in ext))
-            tuning += trials(ext)
-            tuning.sort(key=lambda t: t["lr"])
-            chosen = tuning[protocol.select([t["score"] for t in tuning], hib)]["lr"]
-        all_lrs = [t["lr"] for t in tuning]
-        reporting = sweep.run_many(
-            [protocol.config(arm, task, chosen, s, split="test", size=size, aux_lr=a_aux, steps=steps,
-                             device=device, dtype=dtype) for s in protocol.reporting_seeds],
-            desc=f"{task} {protocol.name}: report {arm.name}",
-        )
-        if arm.name == protocol.reference_arm:
-            aux_lr = chosen
-        out.append({
-            "arm": arm.name, "label": arm.display, "optimizer": arm.optimizer, "roles": arm.roles,
-            "hybrid": arm.hybrid, "aux_lr": a_aux, "grid": list(grid), "extension": list(ext),
-            "edge_extended": bool(ext), "at_edge": chosen in (min(all_lrs), max(all_lrs)),
-            "trials": sum(len(t["keys"]) for t in tuning), "tuning": tuning, "chosen_lr": chosen,
-            "reporting": [r["key"] for r in reporting], "source": arm.source,
-        })
-    manifest = {
-        "manifest": MANIFEST_SCHEMA, "kind": "fair", "protocol": protocol.name, "task": task, "size": size,
-        "steps": steps, "device": device, "dtype": dtype, "spec": protocol.to_dict(),
-        "seeds": list(protocol.reporting_seeds), "reference_arm": protocol.reference_arm, "arms": out,
-    }
-    manifest = _merge_manifest(sweep.store, manifest)
-    sweep.store.write_manifest(manifest)
-    return manifest
+    """The fair protocol on one task (:func:`andi.bench.plans.fair_plan`); returns (and writes) its manifest."""
+    return run_protocol(protocol, sweep, tasks=[task], size=size, arms=arms, steps=steps, device=device,
+                        dtype=dtype)[0]
 
 
 def run_protocol(
@@ -450,17 +441,20 @@ def run_protocol(
     device: str = "cpu",
     dtype: str = "float32",
 ) -> list[dict[str, Any]]:
-    """Run ``protocol`` on each task (default: the protocol's tasks); returns the manifests."""
-    manifests = []
-    for task in tasks if tasks is not None else protocol.tasks:
+    """Run ``protocol`` on every task together (default: the protocol's tasks); returns the manifests in task
+    order."""
+    tasks = list(dict.fromkeys(tasks if tasks is not None else protocol.tasks))
+    plans: dict[str, Plan] = {}
+    for task in tasks:
         if isinstance(protocol, ReplayProtocol):
             if arms is not None:
                 raise ValueError("the replay protocol has fixed arms; --optimizers does not apply to it")
-            manifests.append(run_replay(protocol, task, sweep, size=size, steps=steps, device=device,
-                                        dtype=dtype))
+            default = None if steps is not None or size == "full" else sweep.task_info(task, size).default_steps
+            plans[task] = replay_plan(protocol, task, size=size, default_steps=default, steps=steps, device=device,
+                                      dtype=dtype)
         else:
-            manifests.append(run_fair(protocol, task, sweep, size=size, arms=arms, steps=steps,
-                                      device=device, dtype=dtype))
-        logger.info("%s/%s done (%d runs computed, %d reused so far)", protocol.name, task,
-                    sweep.computed, sweep.reused)
-    return manifests
+            plans[task] = fair_plan(protocol, task, size=size, arms=arms, steps=steps, device=device, dtype=dtype)
+    planned = {task: planned_runs(protocol, arms) for task in tasks}
+    manifests = drive(plans, sweep, planned=planned, desc=f"{protocol.name} {','.join(tasks)}")
+    return [manifests[t] for t in tasks]
+

@@ -63,6 +63,9 @@ class _NoProgressBar:
     def set_postfix(self, *args: Any, **kwargs: Any) -> None:
         pass
 
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

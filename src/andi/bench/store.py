@@ -1,0 +1,222 @@
+"""A results directory: one JSON record per run, keyed by its config hash, and one manifest per protocol task.
+
+Each run is stored as ``<results_dir>/<config.key()>.json`` (written to a temporary file, fsynced, then
+atomically renamed), so an interrupted sweep leaves only complete records behind. A record that does not
+validate (schema, key and config match, required fields present) is logged with its path, moved aside to
+``<key>.json.corrupt`` (``.corrupt.1``, ``.corrupt.2``, … when earlier copies are there: none is overwritten) and
+never used. Files are written with the permissions of any other file (``0o666 & ~umask``).
+
+A run whose worker raised (twice: it is retried once) is stored as a *failed* record: ``status="failed"``, the
+traceback in ``error``, no curves. It scores like a diverged run, the report shows it as failed, and the next
+sweep over the directory computes it again.
+
+Records written by a sweep carry ``execution`` ``{executor, workers, host, threads, packed}``: how the run was
+executed, which is not part of the config hash (the metrics do not depend on it; timings may). Older records
+without it stay valid.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from andi.bench.files import atomic_write_text, quarantine_path
+
+if TYPE_CHECKING:
+    from andi.bench.runner import RunConfig
+
+__all__ = ["MANIFEST_SCHEMA", "RECORD_SCHEMA", "ResultStore", "merge_manifest", "validate_record"]
+
+logger = logging.getLogger("andi.bench")
+
+RECORD_SCHEMA = 1
+MANIFEST_SCHEMA = 1
+_MANIFEST_PREFIX = "manifest-"
+
+
+# ============================================================================================ validation
+def _json_normal(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(obj))
+
+
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def validate_record(
+    record: Any, expected_key: str | None = None, expected_config: Mapping[str, Any] | None = None
+) -> list[str]:
+    """Problems that make ``record`` unusable (empty list = valid), per the runner's record contract.
+
+    A failed record (``status="failed"``) needs only the identity fields and ``error``.
+    """
+    if not isinstance(record, dict):
+        return [f"record is a {type(record).__name__}, not an object"]
+    problems = []
+    if record.get("schema") != RECORD_SCHEMA:
+        problems.append(f"schema is {record.get('schema')!r}, expected {RECORD_SCHEMA}")
+    key = record.get("key")
+    if not isinstance(key, str):
+        problems.append("missing key")
+    elif expected_key is not None and key != expected_key:
+        problems.append(f"key {key[:12]}… does not match the expected {expected_key[:12]}…")
+    if expected_config is not None and record.get("config") != _json_normal(dict(expected_config)):
+        problems.append("config differs from the requested run")
+    if not isinstance(record.get("config"), dict):
+        problems.append("missing config")
+    if "execution" in record and not isinstance(record["execution"], dict):
+        problems.append("execution is not an object")
+    if record.get("status") == "failed":  # a run that raised: no curves, the traceback instead
+        if not isinstance(record.get("error"), str):
+            problems.append("failed record without its error")
+        return problems
+    if record.get("status") not in ("ok", "diverged"):
+        problems.append(f"status is {record.get('status')!r}")
+    train = record.get("train")
+    if not isinstance(train, dict) or not isinstance(train.get("steps"), list):
+        problems.append("missing train curve")
+    elif len(train["steps"]) != len(train.get("loss") or []):
+        problems.append("train steps and losses differ in length")
+    ev = record.get("eval")
+    if not isinstance(ev, dict):
+        problems.append("missing eval")
+    else:
+        n_eval = len(ev.get("steps") or [])
+        for name, vals in ev.items():
+            if not isinstance(vals, list) or len(vals) != n_eval:
+                problems.append(f"eval[{name!r}] is not a list aligned with eval steps")
+    final = record.get("final")
+    if not isinstance(final, dict) or not isinstance(final.get("metric"), str):
+        problems.append("missing final metric")
+    else:
+        if not isinstance(final.get("higher_is_better"), bool):
+            problems.append("final.higher_is_better is not a bool")
+        if final.get("value") is not None and not _is_num(final["value"]):
+            problems.append("final.value is not a number")
+    timing = record.get("timing")
+    if not isinstance(timing, dict) or not _is_num(timing.get("total_s")):
+        problems.append("missing timing")
+    elif isinstance(ev, dict) and len(timing.get("cumulative_train_s") or []) != len(ev.get("steps") or []):
+        problems.append("timing.cumulative_train_s is not aligned with eval steps")
+    memory = record.get("memory")
+    if not isinstance(memory, dict) or not isinstance(memory.get("state_bytes"), int):
+        problems.append("missing memory.state_bytes")
+    return problems
+
+
+# ================================================================================================= store
+class ResultStore:
+    """A results directory: one ``<key>.json`` per run plus ``manifest-*.json`` files.
+
+    ``corrupt_note`` ends the warning logged for a corrupt record and says what the caller does about it
+    (a sweep recomputes the run, a report leaves it out), so the warning never promises what won't happen.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, corrupt_note: str = "it is not used") -> None:
+        self.root = Path(root)
+        self.corrupt_note = corrupt_note
+        self.corrupt: list[Path] = []  # files found corrupt (and moved aside when possible) by this object
+
+    def path(self, key: str) -> Path:
+        return self.root / f"{key}.json"
+
+    def _read(self, path: Path, expected_key: str | None, expected_config: Mapping | None) -> dict | None:
+        """The validated record at ``path``; ``None`` if absent. Corrupt files are reported and moved aside."""
+        if not path.exists():
+            return None
+        try:
+            with open(path, encoding="utf-8") as f:
+                record = json.load(f)
+            problems = validate_record(record, expected_key, expected_config)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            problems = [f"unreadable JSON ({e})"]
+        if not problems:
+            return record
+        aside = quarantine_path(path)
+        try:
+            os.replace(path, aside)
+            where = f"moved to {aside.name}"
+        except OSError as e:  # e.g. a read-only results directory being reported on
+            where = f"left in place (cannot move it aside: {e.strerror or e})"
+        logger.warning("corrupt result file %s: %s; %s; %s", path, "; ".join(problems), where, self.corrupt_note)
+        self.corrupt.append(path)
+        return None
+
+    def load(self, config: RunConfig) -> dict | None:
+        """The stored record of ``config`` if present and valid."""
+        key = config.key()
+        return self._read(self.path(key), key, config.to_dict())
+
+    def get(self, key: str) -> dict | None:
+        """The stored record with ``key`` (validated against its key only)."""
+        return self._read(self.path(key), key, None)
+
+    def save(self, record: Mapping[str, Any]) -> Path:
+        """Write ``record`` atomically (temporary file in the same directory, fsync, ``os.replace``)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return _atomic_write_json(self.path(record["key"]), record)
+
+    def records(self) -> Iterator[dict]:
+        """Every valid record in the directory (corrupt ones are reported and moved aside)."""
+        for path in sorted(self.root.glob("*.json")):
+            if not path.name.startswith(_MANIFEST_PREFIX):
+                rec = self._read(path, path.stem, None)
+                if rec is not None:
+                    yield rec
+
+    def manifest_path(self, protocol: str, task: str, size: str) -> Path:
+        return self.root / f"{_MANIFEST_PREFIX}{protocol}-{task}-{size}.json"
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
+        return _atomic_write_json(path, manifest)
+
+    def manifests(self) -> list[dict]:
+        out = []
+        for path in sorted(self.root.glob(f"{_MANIFEST_PREFIX}*.json")):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    m = json.load(f)
+            except (OSError, json.JSONDecodeError) as e:
+                logger.warning("unreadable manifest %s (%s): skipped", path, e)
+                continue
+            if not isinstance(m, dict) or m.get("manifest") != MANIFEST_SCHEMA:
+                logger.warning("manifest %s has an unknown schema: skipped", path)
+                continue
+            out.append(m)
+        return out
+
+
+def _atomic_write_json(path: Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def merge_manifest(store: ResultStore, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Keep arms of an earlier manifest of the same protocol/task/size that this invocation did not run.
+
+    The caller holds the manifest's lock (:meth:`andi.bench.claims.Claims.locked`) from this read to the write,
+    so two processes finishing the same task at once both keep their arms.
+    """
+    path = store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
+    if path.exists():
+        try:
+            with open(path, encoding="utf-8") as f:
+                old = json.load(f)
+        except (OSError, json.JSONDecodeError):
+            old = None
+        same = (
+            isinstance(old, dict)
+            and all(old.get(k) == manifest.get(k) for k in ("manifest", "kind", "device", "dtype", "steps"))
+            and _json_normal({k: v for k, v in old.get("spec", {}).items() if k != "arms"})
+            == _json_normal({k: v for k, v in manifest["spec"].items() if k != "arms"})
+        )
+        if same:
+            names = {a["arm"] for a in manifest["arms"]}
+            manifest["arms"] = [a for a in old["arms"] if a["arm"] not in names] + manifest["arms"]
+    return manifest
