@@ -1,7 +1,7 @@
 """Benchmark protocols, declared before any run: the paper's replay, the fair comparison, and ``quick``.
 
 Every number that decides what gets run lives here as a frozen dataclass field with its source, so a
-reviewer can read the whole search space and seed policy in one place (spec: ``protocol.md``).
+reviewer can read the whole search space and seed policy in one place (``docs/design/protocol.md``).
 
 * :class:`ReplayProtocol` — the ANDI paper's experiment exactly as its script runs it
   (``VladimerKhasia/ANDI:ANDI.py`` @ 29f90fe: ``train_engine``, ``search_lr``, ``run_experiment``):
@@ -58,8 +58,8 @@ ANDI_GRID = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005)  # search_lr: ANDI only, seed 42
 PAPER_TASKS = ("saddle", "cifar", "gpt")
 
 # ---- Optimizer names of the registry (andi.list_optimizers()).
-REPLAY_ANDI = "andi-reference"  # compat="reference": the script's ANDI class (andi.md §3)
-REPLAY_MUON = "muon-andi-paper"  # the script's "Muon" (family.md §4); never labelled plain "Muon"
+REPLAY_ANDI = "andi-reference"  # compat="reference": the script's ANDI class (docs/design/algorithm.md §3)
+REPLAY_MUON = "muon-andi-paper"  # the script's "Muon" (docs/design/family.md §4); never labelled plain "Muon"
 
 
 def _lookup(table: tuple[tuple[str, Any], ...], task: str, default: Any) -> Any:
@@ -74,7 +74,7 @@ def _as_pairs(mapping: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tuple[t
 # ================================================================================================ replay
 @dataclass(frozen=True)
 class ReplayProtocol:
-    """The paper's protocol as its script runs it (protocol.md §(a)).
+    """The paper's protocol as its script runs it (docs/design/protocol.md (a)).
 
     At ``size="full"`` every run uses :data:`TRAIN_STEPS` steps of batch :data:`BATCH_SIZE` and records the
     pre-update minibatch loss every :data:`EVAL_INTERVAL` steps (steps 0, 50, …, 2450). At smaller sizes
@@ -257,7 +257,7 @@ class ArmSpec:
 
 _GPT_ADAMW_BETAS = (("gpt", (("betas", (0.9, 0.95)),)),)
 
-#: The three core arms of the fair protocol (protocol.md §(c) "Arms" and "Search space").
+#: The three core arms of the fair protocol (docs/design/protocol.md (c) "Arms" and "Search space").
 CORE_ARMS: tuple[ArmSpec, ...] = (
     ArmSpec(
         "adamw",
@@ -293,7 +293,8 @@ _SCION_SOURCE = ("LIONS-EPFL/scion README: α = 0.1, constrained; radii of the r
                  "(README MLP recipe; the nanoGPT recipe's 2^-12 belongs to radii 50/3000, not these)")
 _SCION_LR = (("cifar", 2.0**-4),)
 
-#: Family arms of the fair protocol (protocol.md §(c) "Arms"), each with the split of family.md §0.
+#: Family arms of the fair protocol (docs/design/protocol.md (c) "Arms"), each with the split of
+#: docs/design/family.md §0.
 FAMILY_ARMS: tuple[ArmSpec, ...] = (
     ArmSpec("sgd", "sgd", 0.05, label="SGD-Nesterov", roles="all",
             optimizer_kwargs=(("momentum", 0.9), ("nesterov", True)), source="torch.optim.SGD, momentum 0.9"),
@@ -327,7 +328,7 @@ def select_fair_lr(scores: Sequence[float], higher_is_better: bool) -> int:
 
 @dataclass(frozen=True)
 class FairProtocol:
-    """Equal-budget comparison (protocol.md §(c)).
+    """Equal-budget comparison (docs/design/protocol.md (c)).
 
     Per arm and task the lr grid is ``base × factor^k`` for ``k`` in ``ks``; if the winner (mean final
     validation metric over the tuning seeds) sits at a grid edge, ``edge_extension`` more points beyond that

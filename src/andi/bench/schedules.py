@@ -1,4 +1,4 @@
-"""Learning-rate multipliers for the benchmark (one shape for every arm: ``protocol.md`` (c), Schedule).
+"""Learning-rate multipliers for the benchmark (one shape for every arm: ``docs/design/protocol.md`` (c), Schedule).
 
 Each schedule maps the 0-based step ``s`` of a run of ``T`` steps to a factor :math:`\\lambda(s)` that
 multiplies every param group's initial lr (so hybrid optimizers' auxiliary AdamW groups follow the same

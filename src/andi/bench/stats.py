@@ -11,7 +11,7 @@ Student's t distribution is computed through the regularized incomplete beta fun
 evaluated with the modified Lentz continued fraction (Numerical Recipes §6.4); quantiles invert the CDF
 by bracketing and bisection. ``df`` may be fractional (Welch).
 
-Conventions (protocol.md, "Statistics" and "Aggregation across tasks"):
+Conventions (docs/design/protocol.md, "Statistics" and "Aggregation across tasks"):
 
 * ``std`` is the sample standard deviation (``ddof=1``); the 95 % CI of a mean is
   ``mean ± t_{0.975, n-1} · std / sqrt(n)``.

@@ -9,7 +9,7 @@ A task bundles a model family, its data, a loss, held-out splits and a metric, a
 and two split modes:
 
 * ``"fair"`` (default): train on the training split only, evaluate on ``"val"`` (tuning) or ``"test"``
-  (reporting), exactly as ``protocol.md`` (c) declares;
+  (reporting), exactly as ``docs/design/protocol.md`` (c) declares;
 * ``"paper"``: the replay's data semantics: SADDLE and CIFAR train on the whole official training set in
   shuffled epochs with a short final batch, GPT samples random windows over the whole text; there is no
   validation split (the official test set remains available for SADDLE and CIFAR).
@@ -57,7 +57,7 @@ class Task(abc.ABC):
     Args:
         size: ``"full"``, ``"cpu"`` or ``"smoke"``.
         data_root: dataset folder (see :func:`andi.bench.data.resolve_data_root`).
-        split_mode: ``"fair"`` (held-out splits of ``protocol.md`` (c)) or ``"paper"`` (replay data).
+        split_mode: ``"fair"`` (held-out splits of ``docs/design/protocol.md`` (c)) or ``"paper"`` (replay data).
     """
 
     name: ClassVar[str]

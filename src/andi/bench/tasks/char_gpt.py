@@ -1,4 +1,4 @@
-"""GPT: the paper's character-level NanoGPT on TinyShakespeare (``protocol.md`` (a), task GPT).
+"""GPT: the paper's character-level NanoGPT on TinyShakespeare (``docs/design/protocol.md`` (a), task GPT).
 
 Model (818,176 parameters at vocab 65; block 64, n_embd 128, n_head 4, n_layer 4), kept with the paper
 script's quirks:

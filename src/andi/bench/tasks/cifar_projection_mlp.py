@@ -1,6 +1,6 @@
 """cifar-proj: CIFAR-10 under a fixed random projection to 256-d, classified by a 3-layer MLP.
 
-``protocol.md`` (d) 4. Each image is normalized with the CIFAR task's constants, flattened to 3,072 values
+``docs/design/protocol.md`` (d) 4. Each image is normalized with the CIFAR task's constants, flattened to 3,072 values
 ``x`` and projected once, ``z = P x`` with a fixed Gaussian :math:`P \\in \\mathbb{R}^{256\\times 3072}`,
 :math:`P_{ij} \\sim \\mathcal{N}(0, 1/3072)` drawn from ``torch.Generator().manual_seed(projection_seed)``
 (recorded in every run record), so ``z`` has entries of order one. The features are cached in memory.

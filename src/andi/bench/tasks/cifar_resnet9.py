@@ -1,4 +1,4 @@
-"""CIFAR: the paper's "ResNet-9" on CIFAR-10 (``protocol.md`` (a), task CIFAR).
+"""CIFAR: the paper's "ResNet-9" on CIFAR-10 (``docs/design/protocol.md`` (a), task CIFAR).
 
 Model (6,573,130 parameters at the paper's widths), with ``cb(i, o, pool)`` = ``Conv2d(i, o, 3, padding=1,
 bias=False) → BatchNorm2d → ReLU [→ MaxPool2d(2)]``::

@@ -1,4 +1,4 @@
-"""SADDLE: the paper's deep tanh autoencoder on Fashion-MNIST (``protocol.md`` (a), task SADDLE).
+"""SADDLE: the paper's deep tanh autoencoder on Fashion-MNIST (``docs/design/protocol.md`` (a), task SADDLE).
 
 Model (437,664 parameters), inputs flattened to 784 pixels in [0, 1]::
 
@@ -52,7 +52,7 @@ class SaddleTask(Task):
         "cpu": SizeSpec(steps=500, batch_size=128, eval_every=50),
         "smoke": SizeSpec(steps=20, batch_size=32, eval_every=10, subset={"train": 512, "val": 256, "test": 256}),
     }
-    # protocol.md (c): the autoencoder's first Linear is treated as input-side, its last as the head.
+    # docs/design/protocol.md (c): the autoencoder's first Linear is treated as input-side, its last as the head.
     role_overrides: ClassVar[Mapping[str, str]] = {"encoder.0.weight": "conv_first", "decoder.4.weight": "head"}
 
     def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:

@@ -1,4 +1,4 @@
-"""Toy landscapes with a known optimum (``protocol.md`` (d) 1-3).
+"""Toy landscapes with a known optimum (``docs/design/protocol.md`` (d) 1-3).
 
 * ``rosenbrock``: :math:`f(x, y) = (1 - x)^2 + 100 (y - x^2)^2` from :math:`(-1.5, 2)`; optimum
   :math:`f(1, 1) = 0`; passes when :math:`f < 10^{-3}` (``"solved"``). A 2-vector: ANDI's global branch.
@@ -79,7 +79,7 @@ class RosenbrockTask(_ToyTask):
     primary_metric = "loss"
     higher_is_better = False
     role_overrides: ClassVar[Mapping[str, str]] = {"xy": "vector"}
-    #: f below this counts as solved (protocol.md (d) 1).
+    #: f below this counts as solved (docs/design/protocol.md (d) 1).
     threshold = 1e-3
 
     def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair",
