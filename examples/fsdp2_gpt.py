@@ -77,8 +77,11 @@ def communication_table(world_sizes: Sequence[int] = (2, 8, 64), min_dim: int = 
     hidden = [(n, p) for n, p in named if p.ndim >= 2 and n.startswith("h.")]  # Muon's split: hidden matrices only
 
     def andi_elements(params: list[tuple[str, Tensor]]) -> tuple[int, int]:
-        vector = sum(math.prod(p.shape[1:]) for _, p in params
-                     if p.ndim >= 2 and min(p.shape[0], math.prod(p.shape[1:])) > min_dim)
+        vector = sum(
+            math.prod(p.shape[1:])
+            for _, p in params
+            if p.ndim >= 2 and min(p.shape[0], math.prod(p.shape[1:])) > min_dim
+        )
         return vector, len(params)
 
     andi_all = andi_elements(named)
@@ -162,12 +165,17 @@ def _build(args: argparse.Namespace, vocab: int, device: torch.device) -> tuple[
     if args.optimizer == "andi":
         opt: torch.optim.Optimizer = andi.ANDI(model.parameters(), lr=args.lr)
     else:  # after fully_shard: the groups must hold the DTensor parameters
-        roles = param_roles(model, {"tok_emb.weight": "embedding", "pos_emb.weight": "embedding",
-                                    "head.weight": "head"})
+        roles = param_roles(
+            model, {"tok_emb.weight": "embedding", "pos_emb.weight": "embedding", "head.weight": "head"}
+        )
         groups = param_groups(model, matrix="andi", other="adamw", roles=roles)
-        opt = RoutedOptimizer(groups, hyper={"andi": {"lr": args.lr},
-                                             "adamw": {"lr": args.aux_lr, "betas": (0.9, 0.95), "eps": 1e-10,
-                                                       "weight_decay": 0.0}})
+        opt = RoutedOptimizer(
+            groups,
+            hyper={
+                "andi": {"lr": args.lr},
+                "adamw": {"lr": args.aux_lr, "betas": (0.9, 0.95), "eps": 1e-10, "weight_decay": 0.0},
+            },
+        )
     return model, opt
 
 
@@ -200,8 +208,9 @@ def train(args: argparse.Namespace) -> float:
     model, opt = _build(args, len(vocab), device)
     if args.resume:
         _checkpoint(model, opt, args.resume, load=True)
-    batches = _batches(tokens, SIZES[args.size]["block_size"], args.batch_size // world, args.seed + 1000 * rank,
-                       device)
+    batches = _batches(
+        tokens, SIZES[args.size]["block_size"], args.batch_size // world, args.seed + 1000 * rank, device
+    )
     last = float("nan")
     t0 = time.perf_counter()
     for step in range(1, args.steps + 1):

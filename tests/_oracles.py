@@ -45,8 +45,18 @@ class NumpyANDI:
     """fp64 ANDI over a list of numpy parameters: Algorithm 1 (docs/design/algorithm.md) or, with
     ``compat="reference"``, the script's variant (its direction, and a first momentum buffer of (1 + μ)·H₁)."""
 
-    def __init__(self, params, lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16,
-                 maximize=False, compat="paper"):
+    def __init__(
+        self,
+        params,
+        lr=0.02,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=0.0,
+        eps=1e-8,
+        min_dim=16,
+        maximize=False,
+        compat="paper",
+    ):
         self.params = [np.array(p, dtype=np.float64) for p in params]
         self.bufs = [np.zeros_like(p) for p in self.params]
         self.lr, self.mu, self.nesterov, self.wd = lr, momentum, nesterov, weight_decay

@@ -82,9 +82,15 @@ class ConvNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+            nn.Conv2d(3, 8, 3, padding=1, bias=False),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1, bias=False),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 4),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -241,6 +247,7 @@ def test_closure_matches_plain_step(name: str):
     opt_a, opt_b = _make(name, model_a), _make(name, model_b)
     _train(model_a, opt_a, batch, 3)
     for _ in range(3):
+
         def closure():
             opt_b.zero_grad()
             loss = _loss(model_b, batch)

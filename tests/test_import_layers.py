@@ -73,8 +73,12 @@ def test_every_import_flows_down_the_layers() -> None:
     for path in _sources():
         here = _layer(_module_name(path))
         for line, target, names in _imports(path):
-            targets = [target] + [f"{target}.{n}" for n in names if (SRC.parent / target.replace(".", "/") / n).exists()
-                                  or (SRC.parent / (target.replace(".", "/") + f"/{n}.py")).exists()]
+            targets = [target] + [
+                f"{target}.{n}"
+                for n in names
+                if (SRC.parent / target.replace(".", "/") / n).exists()
+                or (SRC.parent / (target.replace(".", "/") + f"/{n}.py")).exists()
+            ]
             for t in targets:
                 there = _layer(t)
                 if there != here and there not in ALLOWED[here]:

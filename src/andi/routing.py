@@ -187,8 +187,12 @@ def param_groups(
     for role in ROLES:
         members = [(n, p) for n, p in named if roles[n] == role]
         if members:
-            groups.append(dict(
-                params=[p for _, p in members], param_names=[n for n, _ in members],
-                role=role, algorithm=routes[role],
-            ))
+            groups.append(
+                dict(
+                    params=[p for _, p in members],
+                    param_names=[n for n, _ in members],
+                    role=role,
+                    algorithm=routes[role],
+                )
+            )
     return groups

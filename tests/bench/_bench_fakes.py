@@ -55,14 +55,24 @@ def fake_record(config: Any, *, data_root: Any = None, progress: bool = False) -
         "device": {"type": "cpu", "name": "fake-cpu", "threads": 2},
         "train": {"steps": train_steps, "loss": [None if math.isnan(loss_at(t)) else loss_at(t) for t in train_steps]},
         "eval": ev,
-        "final": {"metric": "loss", "higher_is_better": False, "value": final_value,
-                  "train_loss_last100": None if diverged_at is not None else loss_at(steps - 1),
-                  "metrics": {} if final_value is None else {"loss": final_value}},
-        "timing": {"total_s": steps * step_s * 1.3, "train_s": steps * step_s,
-                   "cumulative_train_s": [t * step_s for t in ev["steps"]],
-                   "optimizer_step_median_s": step_s / 4 * (1 + 0.01 * _noise(seed))},
-        "memory": {"state_bytes": {"adamw": 8000, "muon": 4400}.get(opt, 4000),
-                   "peak_bytes": 10_000_000 + seed, "peak_kind": "rss"},
+        "final": {
+            "metric": "loss",
+            "higher_is_better": False,
+            "value": final_value,
+            "train_loss_last100": None if diverged_at is not None else loss_at(steps - 1),
+            "metrics": {} if final_value is None else {"loss": final_value},
+        },
+        "timing": {
+            "total_s": steps * step_s * 1.3,
+            "train_s": steps * step_s,
+            "cumulative_train_s": [t * step_s for t in ev["steps"]],
+            "optimizer_step_median_s": step_s / 4 * (1 + 0.01 * _noise(seed)),
+        },
+        "memory": {
+            "state_bytes": {"adamw": 8000, "muon": 4400}.get(opt, 4000),
+            "peak_bytes": 10_000_000 + seed,
+            "peak_kind": "rss",
+        },
     }
 
 

@@ -28,8 +28,24 @@ def test_run_fair_with_fake_runner_then_report(
     tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "res"
-    argv = ["run", "--protocol", "fair", "--task", "saddle", "--optimizers", "andi,muon", "--size", "smoke",
-            "--steps", "30", "--out", str(out), "--no-progress", "--data-root", str(synthetic_data_root)]
+    argv = [
+        "run",
+        "--protocol",
+        "fair",
+        "--task",
+        "saddle",
+        "--optimizers",
+        "andi,muon",
+        "--size",
+        "smoke",
+        "--steps",
+        "30",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--data-root",
+        str(synthetic_data_root),
+    ]
     assert cli.main(argv) == 0
     # adamw is added; 8-point grid on 1 tuning seed (+2 if an edge winner) and 5 reporting seeds per arm
     manifest = json.loads((out / "manifest-fair-saddle-smoke.json").read_text())
@@ -46,8 +62,22 @@ def test_run_fair_with_fake_runner_then_report(
 
 
 def test_run_replay_with_fake_runner(tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path) -> None:
-    argv = ["run", "--protocol", "replay", "--task", "gpt", "--size", "smoke", "--steps", "20", "--out",
-            str(tmp_path), "--no-report", "--data-root", str(synthetic_data_root)]
+    argv = [
+        "run",
+        "--protocol",
+        "replay",
+        "--task",
+        "gpt",
+        "--size",
+        "smoke",
+        "--steps",
+        "20",
+        "--out",
+        str(tmp_path),
+        "--no-report",
+        "--data-root",
+        str(synthetic_data_root),
+    ]
     assert cli.main(argv) == 0
     assert len(fake_runner.calls) == 6 + 1 + 4
     assert not (tmp_path / "report.md").exists()

@@ -169,11 +169,13 @@ def _cifar_archive(tmp_path: Path, cifar_records) -> tuple[Path, dict[str, bytes
     rng = np.random.default_rng(3)
     files = {}
     for name in (*data.CIFAR10_TRAIN_FILES, *data.CIFAR10_TEST_FILES):
-        files[name] = cifar_records(rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8),
-                                    rng.integers(0, 10, 4).astype(np.uint8))
+        files[name] = cifar_records(
+            rng.integers(0, 256, (4, 3, 32, 32), dtype=np.uint8), rng.integers(0, 10, 4).astype(np.uint8)
+        )
     archive = tmp_path / "mirror" / "cifar-10-binary.tar.gz"
     archive.parent.mkdir()
     with tarfile.open(archive, "w:gz") as tar:
+
         def add(name: str, payload: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(payload)
@@ -189,8 +191,11 @@ def _cifar_archive(tmp_path: Path, cifar_records) -> tuple[Path, dict[str, bytes
 def test_cifar_archive_download_extract_and_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writers) -> None:
     monkeypatch.setenv(data.ENV_DOWNLOAD, "1")
     archive, files = _cifar_archive(tmp_path, writers.cifar_records)
-    monkeypatch.setattr(data, "CIFAR10_ARCHIVE", dataclasses.replace(
-        data.CIFAR10_ARCHIVE, urls=(archive.as_uri(),), md5=(data.file_digest(archive, "md5"),)))
+    monkeypatch.setattr(
+        data,
+        "CIFAR10_ARCHIVE",
+        dataclasses.replace(data.CIFAR10_ARCHIVE, urls=(archive.as_uri(),), md5=(data.file_digest(archive, "md5"),)),
+    )
     root = tmp_path / "root"
     folder = data.ensure_cifar10(root)
     assert folder == root / "cifar-10-batches-bin"
@@ -210,8 +215,9 @@ def test_cifar_archive_download_extract_and_record(tmp_path: Path, monkeypatch: 
 def test_cifar_archive_with_wrong_md5_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writers) -> None:
     monkeypatch.setenv(data.ENV_DOWNLOAD, "1")
     archive, _ = _cifar_archive(tmp_path, writers.cifar_records)
-    monkeypatch.setattr(data, "CIFAR10_ARCHIVE", dataclasses.replace(
-        data.CIFAR10_ARCHIVE, urls=(archive.as_uri(),), md5=("0" * 32,)))
+    monkeypatch.setattr(
+        data, "CIFAR10_ARCHIVE", dataclasses.replace(data.CIFAR10_ARCHIVE, urls=(archive.as_uri(),), md5=("0" * 32,))
+    )
     with pytest.raises(data.DataMissingError, match="0" * 32):
         data.ensure_cifar10(tmp_path / "root")
     assert not (tmp_path / "root" / "cifar-10-batches-bin" / "data_batch_1.bin").exists()
@@ -226,8 +232,11 @@ def test_rebuilt_cifar_copy_is_accepted_with_one_warning(tmp_path: Path, monkeyp
         payload = writers.cifar_records(images, np.array([1, 2], np.uint8))
         (folder / name).write_bytes(payload)
         rel = f"cifar-10-batches-bin/{name}"
-        monkeypatch.setitem(data.SOURCES, rel, dataclasses.replace(
-            data.SOURCES[rel], approximate_md5=(data.hashlib.md5(payload).hexdigest(),)))
+        monkeypatch.setitem(
+            data.SOURCES,
+            rel,
+            dataclasses.replace(data.SOURCES[rel], approximate_md5=(data.hashlib.md5(payload).hexdigest(),)),
+        )
     monkeypatch.setattr(util, "_warned", set())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -124,8 +124,7 @@ def test_fair_configs_use_one_schedule_and_split_by_stage() -> None:
     assert adamw.eval_split == "val" and muon.eval_split == "test"
     assert (muon.init_seed, muon.data_seed) == (1001, 1001)
     assert dict(adamw.optimizer_kwargs)["betas"] == (0.9, 0.95)  # GPT
-    assert dict(f.config("adamw", "cifar", 1e-3, 0, split="val", size="cpu").optimizer_kwargs)["betas"] == (
-        0.9, 0.999)
+    assert dict(f.config("adamw", "cifar", 1e-3, 0, split="val", size="cpu").optimizer_kwargs)["betas"] == (0.9, 0.999)
     kw = dict(muon.optimizer_kwargs)
     assert (kw["aux_lr"], kw["aux_betas"], kw["aux_eps"]) == (5e-4, (0.9, 0.95), 1e-10)
     assert (andi.roles, adamw.roles, muon.roles) == ("all", "all", "standard")
@@ -172,7 +171,18 @@ def test_every_fair_arm_runs_through_the_registry(arm: str) -> None:
     spec = P.FAIR.arm(arm)
     if spec.optimizer not in andi.list_optimizers():
         pytest.skip(f"{spec.optimizer} is not installed")
-    cfg = dataclasses.replace(P.FAIR.config(spec, "saddle", spec.base("saddle"), 0, split="val", size="smoke",
-                                            aux_lr=1e-3 if spec.hybrid else None, steps=2), eval_every=0)
+    cfg = dataclasses.replace(
+        P.FAIR.config(
+            spec,
+            "saddle",
+            spec.base("saddle"),
+            0,
+            split="val",
+            size="smoke",
+            aux_lr=1e-3 if spec.hybrid else None,
+            steps=2,
+        ),
+        eval_every=0,
+    )
     record = run(cfg)
     assert record["status"] == "ok" and record["final"]["value"] is not None

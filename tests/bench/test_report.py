@@ -18,8 +18,14 @@ from andi.bench.report import fmt, fmt_bytes, generate_report
 from andi.bench.sweep import Sweep, run_fair, run_replay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-PROTO = P.FairProtocol(name="synthetic", arms=P.CORE_ARMS + P.FAMILY_ARMS[:1], ks=(-2, -1, 0, 1, 2, 3),
-                       edge_extension=2, reporting_seeds=(1001, 1002, 1003), description="synthetic test protocol")
+PROTO = P.FairProtocol(
+    name="synthetic",
+    arms=P.CORE_ARMS + P.FAMILY_ARMS[:1],
+    ks=(-2, -1, 0, 1, 2, 3),
+    edge_extension=2,
+    reporting_seeds=(1001, 1002, 1003),
+    description="synthetic test protocol",
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +64,14 @@ def test_report_files_and_pngs(results: Path) -> None:
     assert md.startswith("# andi-bench report")
     pngs = sorted((results / "figures").glob("*.png"))
     names = {p.name for p in pngs}
-    assert {"synthetic-smoke-saddle-curves.png", "synthetic-smoke-gpt-lr.png", "synthetic-smoke-figure1.png",
-            "synthetic-smoke-profile.png", "replay-smoke-figure1.png", "replay-smoke-cifar-lr.png"} <= names
+    assert {
+        "synthetic-smoke-saddle-curves.png",
+        "synthetic-smoke-gpt-lr.png",
+        "synthetic-smoke-figure1.png",
+        "synthetic-smoke-profile.png",
+        "replay-smoke-figure1.png",
+        "replay-smoke-cifar-lr.png",
+    } <= names
     for p in pngs:
         data = p.read_bytes()
         assert data[:8] == PNG_SIGNATURE and len(data) > 5000, p.name

@@ -155,8 +155,9 @@ def test_lr_scheduler_scales_every_param_group() -> None:
 
 # ----------------------------------------------------------------------------------------------- runner
 def test_record_schema(registry: list[dict], synthetic_data_root: Path) -> None:
-    config = _smoke(steps=20, eval_every=10, train_record_every=5, optimizer_kwargs=(("momentum", 0.5),),
-                    weight_decay=0.01)
+    config = _smoke(
+        steps=20, eval_every=10, train_record_every=5, optimizer_kwargs=(("momentum", 0.5),), weight_decay=0.01
+    )
     record = run(config, data_root=synthetic_data_root)
     json.dumps(record, allow_nan=False)  # strict JSON
     assert record["schema"] == 1 and record["key"] == config.key() and record["config"] == config.to_dict()
@@ -220,8 +221,10 @@ def test_schedule_is_applied(registry, synthetic_data_root: Path, monkeypatch) -
         return original(self, closure)
 
     monkeypatch.setattr(torch.optim.SGD, "step", spy)
-    run(_smoke(optimizer="sgd", lr=0.1, steps=10, warmup_frac=0.2, decay_frac=0.5, eval_every=0),
-        data_root=synthetic_data_root)
+    run(
+        _smoke(optimizer="sgd", lr=0.1, steps=10, warmup_frac=0.2, decay_frac=0.5, eval_every=0),
+        data_root=synthetic_data_root,
+    )
     lam = make_schedule("wsd", 10, warmup_frac=0.2, decay_frac=0.5)
     assert seen == pytest.approx([0.1 * lam(s) for s in range(10)])
 
@@ -254,8 +257,12 @@ def test_eval_split_none_is_the_replay_data(registry, synthetic_data_root: Path)
 
 
 def test_test_split_and_classification_metrics(registry, synthetic_data_root: Path) -> None:
-    record = run(RunConfig(task="cifar-proj", size="smoke", optimizer="adamw", lr=1e-3, steps=4, eval_every=2,
-                           eval_split="test"), data_root=synthetic_data_root)
+    record = run(
+        RunConfig(
+            task="cifar-proj", size="smoke", optimizer="adamw", lr=1e-3, steps=4, eval_every=2, eval_split="test"
+        ),
+        data_root=synthetic_data_root,
+    )
     assert record["final"]["metric"] == "accuracy" and record["final"]["higher_is_better"] is True
     assert set(record["eval"]) == {"steps", "loss", "accuracy"} and 0 <= record["final"]["value"] <= 1
 

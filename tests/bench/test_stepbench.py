@@ -98,8 +98,9 @@ def test_broken_and_slow_arms_are_recorded(monkeypatch: pytest.MonkeyPatch) -> N
 
     real = stepbench.available_arms
     monkeypatch.setattr(stepbench, "available_arms", lambda: real() | {"broken": Arm("broken", "raises", broken)})
-    result = run_step_bench(["tiny"], ["broken", "sgd-nesterov"], "cpu", repeats=2, warmup=1, peak=PEAK,
-                            interleave=False)
+    result = run_step_bench(
+        ["tiny"], ["broken", "sgd-nesterov"], "cpu", repeats=2, warmup=1, peak=PEAK, interleave=False
+    )
     rows = {r["optimizer"]: r for r in result["rows"]}
     assert rows["broken"]["status"] == "error" and "no kernel for this" in rows["broken"]["reason"]
     assert rows["sgd-nesterov"]["status"] == "ok" and rows["broken"]["ratio_to_baseline"] is None
@@ -139,8 +140,26 @@ def test_cli(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli_main(["--list", "--device", "cpu"]) == 0
     assert "andi-foreach" in capsys.readouterr().out
     out = tmp_path / "step"
-    rc = cli_main(["--shapes", "tiny", "--optimizers", "andi-foreach", "--device", "cpu", "--repeats", "2",
-                   "--warmup", "1", "--out", str(out), "--no-plot", "--quiet", "--peak-gbps", "10"])
+    rc = cli_main(
+        [
+            "--shapes",
+            "tiny",
+            "--optimizers",
+            "andi-foreach",
+            "--device",
+            "cpu",
+            "--repeats",
+            "2",
+            "--warmup",
+            "1",
+            "--out",
+            str(out),
+            "--no-plot",
+            "--quiet",
+            "--peak-gbps",
+            "10",
+        ]
+    )
     assert rc == 0
     rows = json.loads((out / "step_bench.json").read_text())["rows"]
     assert [r["optimizer"] for r in rows] == ["andi-foreach", "adamw-foreach"]
@@ -172,8 +191,9 @@ def test_registry_arms_are_derived_from_the_registry(monkeypatch: pytest.MonkeyP
             optimizer = arm.build([torch.nn.Parameter(torch.zeros(4, 3))])  # a matrix: the entry's own algorithm
             assert [g["lr"] for g in optimizer.param_groups] == [spec.default_lr], arm_name
 
-    added = dataclasses.replace(OPTIMIZERS["adamw"], name="adagrad-entry", default_lr=0.125,
-                                factory=torch.optim.Adagrad)
+    added = dataclasses.replace(
+        OPTIMIZERS["adamw"], name="adagrad-entry", default_lr=0.125, factory=torch.optim.Adagrad
+    )
     monkeypatch.setitem(OPTIMIZERS, added.name, added)
     arm = stepbench.available_arms()["reg:adagrad-entry"]
     optimizer = arm.build([torch.nn.Parameter(torch.zeros(4, 3))])

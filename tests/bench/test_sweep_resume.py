@@ -55,8 +55,7 @@ def test_kill_after_one_run_then_resume_skips_it(tmp_path: Path) -> None:
     ],
     ids=["truncated", "garbage", "schema", "key", "config", "missing-field", "misaligned"],
 )
-def test_corrupt_record_is_reported_and_recomputed(tmp_path: Path, caplog: pytest.LogCaptureFixture,
-                                                   corrupt) -> None:
+def test_corrupt_record_is_reported_and_recomputed(tmp_path: Path, caplog: pytest.LogCaptureFixture, corrupt) -> None:
     cfg = _configs(1)[0]
     Sweep(tmp_path, run_fn=CountingRun()).run(cfg)
     path = tmp_path / f"{cfg.key()}.json"

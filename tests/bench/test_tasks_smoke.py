@@ -178,7 +178,7 @@ def test_crop_flip_is_a_shifted_possibly_mirrored_window() -> None:
     padded = F.pad(imgs, (4, 4, 4, 4))
     flips = 0
     for i in range(len(imgs)):
-        windows = [(padded[i, :, dy:dy + 32, dx:dx + 32], f) for dy in range(9) for dx in range(9) for f in (0, 1)]
+        windows = [(padded[i, :, dy : dy + 32, dx : dx + 32], f) for dy in range(9) for dx in range(9) for f in (0, 1)]
         matches = [f for w, f in windows if torch.equal(out[i], w.flip(-1) if f else w)]
         assert matches, f"image {i} is not a crop of its padded source"
         flips += matches[0]

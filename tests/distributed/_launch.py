@@ -68,7 +68,10 @@ def _run_once(world_size: int, args: list[str], timeout: float) -> tuple[list[in
             env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # stay on loopback whatever the hostname resolves to
         procs.append(
             subprocess.Popen(
-                [sys.executable, str(WORKER), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                [sys.executable, str(WORKER), *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
                 text=True,
             )
         )
@@ -89,8 +92,9 @@ def _run_once(world_size: int, args: list[str], timeout: float) -> tuple[list[in
     return codes, outputs
 
 
-def launch(world_size: int, scenarios: list[str], out_dir: Path, *, timeout: float = 120.0,
-           extra: list[str] | None = None) -> list[dict[str, Any]]:
+def launch(
+    world_size: int, scenarios: list[str], out_dir: Path, *, timeout: float = 120.0, extra: list[str] | None = None
+) -> list[dict[str, Any]]:
     """Run ``scenarios`` on ``world_size`` ranks; return each rank's result dict (``{scenario: result}``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     args = ["--out", str(out_dir), "--scenarios", ",".join(scenarios), *(extra or [])]
@@ -98,7 +102,8 @@ def launch(world_size: int, scenarios: list[str], out_dir: Path, *, timeout: flo
     if any(c != 0 for c in codes) and any("address already in use" in o.lower() for o in outputs):
         codes, outputs = _run_once(world_size, args, timeout)  # the free port was taken in between: retry once
     if any(c != 0 for c in codes):
-        report = "\n".join(f"----- rank {r} (exit {c}) -----\n{o[-6000:]}" for r, (c, o) in
-                           enumerate(zip(codes, outputs)))
+        report = "\n".join(
+            f"----- rank {r} (exit {c}) -----\n{o[-6000:]}" for r, (c, o) in enumerate(zip(codes, outputs))
+        )
         raise RuntimeError(f"distributed workers failed:\n{report}")
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(world_size)]

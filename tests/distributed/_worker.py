@@ -167,8 +167,9 @@ def expected_sizes(model: nn.Module, min_dim: int) -> dict[str, int]:
     return {"vector": vector, "scalar": count}
 
 
-def train(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, batches: Iterator, steps: int,
-          log: bool = False) -> dict[str, Any]:
+def train(
+    model: nn.Module, opt: torch.optim.Optimizer, loss_fn: Callable, batches: Iterator, steps: int, log: bool = False
+) -> dict[str, Any]:
     per_step: list[list[tuple[str, int]]] = []
     cdm_counts: list[int] = []
     losses = []
@@ -195,8 +196,14 @@ def batches_of(fn: Callable[[int], Any], start: int = 0) -> Iterator:
 
 
 # --------------------------------------------------------------------------------------------------- scenarios
-def _fsdp_vs_single(model_fn: Callable[[], nn.Module], shard: Callable[[nn.Module], nn.Module], loss_fn: Callable,
-                    batch_fn: Callable, steps: int, opt_kw: dict[str, Any]) -> dict[str, Any]:
+def _fsdp_vs_single(
+    model_fn: Callable[[], nn.Module],
+    shard: Callable[[nn.Module], nn.Module],
+    loss_fn: Callable,
+    batch_fn: Callable,
+    steps: int,
+    opt_kw: dict[str, Any],
+) -> dict[str, Any]:
     torch.manual_seed(0)
     model = model_fn()
     ref = copy.deepcopy(model)
@@ -233,8 +240,14 @@ def scenario_fsdp_mlp_min0() -> dict[str, Any]:
         fully_shard(m, mesh=init_device_mesh("cpu", (WORLD,)))
         return m
 
-    kw = {"lr": torch.tensor(0.01), "momentum": 0.8, "nesterov": False, "weight_decay": 0.1, "min_dim": 0,
-          "maximize": False}
+    kw = {
+        "lr": torch.tensor(0.01),
+        "momentum": 0.8,
+        "nesterov": False,
+        "weight_decay": 0.1,
+        "min_dim": 0,
+        "maximize": False,
+    }
     return _fsdp_vs_single(MLP, shard, mlp_loss, mlp_batch, STEPS, kw)
 
 
@@ -273,7 +286,7 @@ def scenario_ddp() -> dict[str, Any]:
     def half(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = gpt_batch(step)
         per = x.shape[0] // WORLD
-        return x[RANK * per:(RANK + 1) * per], y[RANK * per:(RANK + 1) * per]
+        return x[RANK * per : (RANK + 1) * per], y[RANK * per : (RANK + 1) * per]
 
     train(ref, ref_opt, gpt_loss, batches_of(gpt_batch), STEPS)
     run = train(ddp, opt, gpt_loss, batches_of(half), STEPS, log=True)
@@ -304,8 +317,7 @@ def _placement_cases() -> list[dict[str, Any]]:
             {"name": "rows_and_cols_fallback", "shape": (37, 20), "mesh": two_d, "pl": [Shard(0), Shard(1)]},
             {"name": "small_rows_and_cols", "shape": (5, 40), "mesh": two_d, "pl": [Shard(0), Shard(1)]},
             {"name": "strided_rows", "shape": (37, 20), "mesh": mesh1, "pl": [_StridedShard(0, split_factor=2)]},
-            {"name": "partial_grad", "shape": (37, 20), "mesh": mesh1, "pl": [Shard(0)],
-             "grad_pl": [Partial()]},
+            {"name": "partial_grad", "shape": (37, 20), "mesh": mesh1, "pl": [Shard(0)], "grad_pl": [Partial()]},
         ]
     return cases
 
@@ -350,7 +362,10 @@ def scenario_placements() -> dict[str, Any]:
             buf_rel = float((buf.double() - ref_bufs[0].double()).norm() / ref_bufs[0].double().norm())
             fallback_warnings = sum(issubclass(w_.category, ShardedFallbackWarning) for w_ in caught)
             results[f"{case['name']}/{ci}"] = {
-                "rel": rel, "buf_rel": buf_rel, "calls": calls, "warnings": fallback_warnings,
+                "rel": rel,
+                "buf_rel": buf_rel,
+                "calls": calls,
+                "warnings": fallback_warnings,
                 "buffer_is_dtensor": isinstance(bufs[0], DTensor) or bool(case.get("plain_buffer")),
                 "buf_dtype_match": bufs[0].dtype == ref_bufs[0].dtype,
                 "buffer_placements": not isinstance(bufs[0], DTensor)
@@ -373,8 +388,9 @@ def scenario_nonfinite() -> dict[str, Any]:
         grads = [distribute_tensor(G.clone(), mesh, [Shard(0)]) for G in gs]
         if RANK == WORLD - 1:
             grads[bad].to_local().view(-1)[0] = float("nan")
-        kw = dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16, compat="paper",
-                  maximize=False)
+        kw = dict(
+            lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16, compat="paper", maximize=False
+        )
         bufs: list[Any] = [None] * 3
         try:
             andi_functional(ps, grads, bufs, skip_nonfinite=False, **kw)
@@ -386,13 +402,22 @@ def scenario_nonfinite() -> dict[str, Any]:
         ref = [w.clone() for w in ws]
         ref_bufs: list[Any] = [None] * 3
         keep = [i for i in range(3) if i != bad]
-        andi_functional([ref[i] for i in keep], [gs[i] for i in keep], [ref_bufs[i] for i in keep],
-                        skip_nonfinite=False, foreach=False, **kw)
+        andi_functional(
+            [ref[i] for i in keep],
+            [gs[i] for i in keep],
+            [ref_bufs[i] for i in keep],
+            skip_nonfinite=False,
+            foreach=False,
+            **kw,
+        )
         others = max(float((ps[i].full_tensor() - ref[i]).norm() / ref[i].norm()) for i in keep)
         out[f"bad{bad}"] = {
-            "raised": raised, "unchanged_after_raise": unchanged, "skipped": skipped,
+            "raised": raised,
+            "unchanged_after_raise": unchanged,
+            "skipped": skipped,
             "bad_param_unchanged": torch.equal(ps[bad].full_tensor(), ws[bad]),
-            "bad_buffer_none": bufs[bad] is None, "others_rel": others,
+            "bad_buffer_none": bufs[bad] is None,
+            "others_rel": others,
         }
     return out
 
@@ -423,7 +448,8 @@ def scenario_refusals() -> dict[str, Any]:
         except (FloatingPointError, ValueError, TypeError) as exc:
             raised = f"{type(exc).__name__}: {exc}"
         unchanged = all(torch.equal(full(p), b) for p, b in zip(ps, before[0])) and all(
-            torch.equal(full(buf), b) for buf, b in zip(bufs, before[1]))
+            torch.equal(full(buf), b) for buf, b in zip(bufs, before[1])
+        )
         return {"raised": raised, "unchanged": unchanged}
 
     out: dict[str, Any] = {}
@@ -453,8 +479,13 @@ def scenario_grad_norms() -> dict[str, Any]:
     """``dtensor_grad_norms`` (the optimizer's cross-group non-finite screen) vs norms of the full tensors."""
     mesh = init_device_mesh("cpu", (WORLD,))
     g = torch.Generator().manual_seed(5)
-    layouts = [((37, 20), [Shard(0)]), ((20, 37), [Shard(1)]), ((3,), [Shard(0)]), ((1, 8), [Shard(0)]),
-               ((6, 5), [Replicate()])]
+    layouts = [
+        ((37, 20), [Shard(0)]),
+        ((20, 37), [Shard(1)]),
+        ((3,), [Shard(0)]),
+        ((1, 8), [Shard(0)]),
+        ((6, 5), [Replicate()]),
+    ]
     fulls = [torch.randn(shape, generator=g, dtype=torch.float64) for shape, _ in layouts]
     grads = [distribute_tensor(t, mesh, pl, src_data_rank=None) for t, (_, pl) in zip(fulls, layouts)]
     grads.append(fulls[0].clone())  # a plain tensor in the same call
@@ -496,8 +527,10 @@ def scenario_dcp_save(out: Path) -> dict[str, Any]:
     set_state_dict(model2, opt2, model_state_dict=state["model"], optim_state_dict=state["optim"])
     train(model2, opt2, gpt_loss, batches_of(gpt_batch, start=3), 3)
     diff = max(float((full(p.detach()) - final[n]).abs().max()) for n, p in model2.named_parameters())
-    buf_diff = max(float((full(opt2.state[p]["momentum_buffer"]) - final_bufs[n]).abs().max())
-                   for n, p in model2.named_parameters())
+    buf_diff = max(
+        float((full(opt2.state[p]["momentum_buffer"]) - final_bufs[n]).abs().max())
+        for n, p in model2.named_parameters()
+    )
     buffer_types = {type(opt2.state[p]["momentum_buffer"]).__name__ for p in model2.parameters()}
     return {"max_abs_diff": diff, "buf_max_abs_diff": buf_diff, "buffer_types": sorted(buffer_types)}
 
@@ -518,8 +551,10 @@ def scenario_dcp_load(out: Path) -> dict[str, Any]:
         dcp.load(state, checkpoint_id=str(ckpt))
         set_state_dict(model, opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
         train(model, opt, gpt_loss, batches_of(gpt_batch, start=3), 3)
-        rel = max(float((full(p.detach()) - saved["params"][n]).norm() / saved["params"][n].norm())
-                  for n, p in model.named_parameters())
+        rel = max(
+            float((full(p.detach()) - saved["params"][n]).norm() / saved["params"][n].norm())
+            for n, p in model.named_parameters()
+        )
         results[kind] = {"max_rel_diff": rel}
     return results
 
@@ -537,8 +572,9 @@ def scenario_example() -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
     import fsdp2_gpt
 
-    args = fsdp2_gpt.parse_args(["--steps", "12", "--size", "smoke", "--batch-size", "8", "--max-chars", "20000",
-                                 "--log-every", "4"])
+    args = fsdp2_gpt.parse_args(
+        ["--steps", "12", "--size", "smoke", "--batch-size", "8", "--max-chars", "20000", "--log-every", "4"]
+    )
     return {"last_loss": fsdp2_gpt.train(args), "uniform_loss": math.log(65)}
 
 

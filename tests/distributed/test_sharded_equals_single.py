@@ -21,8 +21,17 @@ _SKIP = skip_reason()
 pytestmark = [pytest.mark.dist, pytest.mark.skipif(_SKIP is not None, reason=_SKIP or "")]
 
 TWO_RANK_SCENARIOS = [
-    "fsdp_gpt", "fsdp_mlp_min0", "fsdp_gpt_reference", "multigroup", "ddp", "placements", "nonfinite",
-    "grad_norms", "example", "dcp_save", "refusals",
+    "fsdp_gpt",
+    "fsdp_mlp_min0",
+    "fsdp_gpt_reference",
+    "multigroup",
+    "ddp",
+    "placements",
+    "nonfinite",
+    "grad_norms",
+    "example",
+    "dcp_save",
+    "refusals",
 ]
 RTOL = 1e-6  # fp32 trajectories over 10 steps (issue 7)
 RTOL_FP64 = 1e-12  # fp64: the sharded arithmetic itself

@@ -33,10 +33,17 @@ def test_direction_matches_fp64_oracle(shape):
 def test_paper_mode_steps_match_fp64_oracle(nesterov, weight_decay, foreach, maximize):
     init = [torch.randn(s, dtype=torch.float64) for s in SHAPES]
     params = [p.float().clone().requires_grad_() for p in init]
-    opt = ANDI(params, lr=0.05, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay, foreach=foreach,
-               maximize=maximize)
-    oracle = NumpyANDI([p.numpy() for p in init], lr=0.05, momentum=0.9, nesterov=nesterov,
-                       weight_decay=weight_decay, maximize=maximize)
+    opt = ANDI(
+        params, lr=0.05, momentum=0.9, nesterov=nesterov, weight_decay=weight_decay, foreach=foreach, maximize=maximize
+    )
+    oracle = NumpyANDI(
+        [p.numpy() for p in init],
+        lr=0.05,
+        momentum=0.9,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        maximize=maximize,
+    )
     # start the oracle from the fp32-rounded parameters so only the optimizer's arithmetic differs
     oracle.params = [p.detach().double().numpy().copy() for p in params]
     for step in range(5):

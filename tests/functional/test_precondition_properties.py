@@ -13,8 +13,22 @@ from andi.functional import andi_precondition, as_matrix, uses_equilibration
 from andi.functional.precondition import equilibrate, gradient_stats
 
 # 1-D, 2-D incl. 1×N / N×1, the 16×16 boundary, 17×17, conv 4-D, and 0-size tensors.
-SPECIAL_SHAPES = [(7,), (1, 40), (40, 1), (16, 16), (17, 17), (16, 40), (17, 40), (8, 3, 3, 3), (32, 4, 3, 3),
-                  (0,), (0, 5), (20, 0), (3, 0, 2, 2), ()]
+SPECIAL_SHAPES = [
+    (7,),
+    (1, 40),
+    (40, 1),
+    (16, 16),
+    (17, 17),
+    (16, 40),
+    (17, 40),
+    (8, 3, 3, 3),
+    (32, 4, 3, 3),
+    (0,),
+    (0, 5),
+    (20, 0),
+    (3, 0, 2, 2),
+    (),
+]
 
 
 @st.composite

@@ -31,8 +31,18 @@ BACKEND_CALLS = {"run_compiled": run_compiled, "run_triton": run_triton, "run_fu
 # Both branches of Φ, a conv filter, a scalar, a small matrix and an empty tensor.
 SHAPES = [(64, 48), (48,), (8, 8), (6, 3, 3, 3), (96, 32), (), (0, 5), (40, 200)]
 GPU_SHAPES = [(1000, 64), (192, 64), (64,), (64, 256), (256, 64), (3, 16, 3, 3), (300,), (5, 7), (2048, 96)]
-HYPER = dict(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.1, eps=1e-8, min_dim=16, compat="paper",
-             maximize=False, skip_nonfinite=False, momentum_dtype=None)
+HYPER = dict(
+    lr=0.02,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=0.1,
+    eps=1e-8,
+    min_dim=16,
+    compat="paper",
+    maximize=False,
+    skip_nonfinite=False,
+    momentum_dtype=None,
+)
 
 
 def _problem(shapes, device="cpu", dtype=torch.float32, seed=0):
@@ -75,8 +85,13 @@ def test_compiled_equals_single_tensor_and_never_recompiles() -> None:
     p_got, b_got = got[0], got[1]
     p_want, b_want = want[0], want[1]
     with torch._dynamo.config.patch(error_on_recompile=True):
-        for step, hyper in enumerate([dict(lr=torch.tensor(0.005)), dict(lr=0.01, momentum=0.5, weight_decay=0.0),
-                                      dict(lr=0.03, eps=1e-6, weight_decay=0.3)]):
+        for step, hyper in enumerate(
+            [
+                dict(lr=torch.tensor(0.005)),
+                dict(lr=0.01, momentum=0.5, weight_decay=0.0),
+                dict(lr=0.03, eps=1e-6, weight_decay=0.3),
+            ]
+        ):
             kw = {**HYPER, **hyper}
             run_compiled(p_got, grads[2 + step % 2], b_got, **kw)
             run_single(p_want, grads[2 + step % 2], b_want, **kw)
@@ -206,8 +221,9 @@ def test_triton_kernels_interpreted_on_cpu() -> None:
     pytest.importorskip("triton")
     shapes = [(64, 48), (48,), (8, 8), (6, 3, 3, 3), (40, 200), (), (1500,)]
     env = {**os.environ, "TRITON_INTERPRET": "1"}
-    proc = subprocess.run([sys.executable, "-c", _INTERPRETED.format(shapes=shapes)], env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", _INTERPRETED.format(shapes=shapes)], env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
 
 

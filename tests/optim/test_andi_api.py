@@ -100,9 +100,14 @@ def _loss(model, seed=1):
 @pytest.mark.parametrize("groups", [1, 2])
 def test_nonfinite_gradient_raises_and_changes_nothing(foreach, bad, groups):
     model = _model()
-    params = (list(model.parameters()) if groups == 1
-              else [{"params": model[0].parameters()}, {"params": list(model[2].parameters()) +
-                                                         list(model[4].parameters()), "lr": 0.01}])
+    params = (
+        list(model.parameters())
+        if groups == 1
+        else [
+            {"params": model[0].parameters()},
+            {"params": list(model[2].parameters()) + list(model[4].parameters()), "lr": 0.01},
+        ]
+    )
     opt = ANDI(params, foreach=foreach)
     _loss(model).backward()
     opt.step()  # create state

@@ -14,8 +14,9 @@ from andi import ANDI
 
 def _mlp(seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(20, 48), nn.Tanh(), nn.Linear(48, 32), nn.Tanh(), nn.Linear(32, 8), nn.Tanh(),
-                         nn.Linear(8, 1))
+    return nn.Sequential(
+        nn.Linear(20, 48), nn.Tanh(), nn.Linear(48, 32), nn.Tanh(), nn.Linear(32, 8), nn.Tanh(), nn.Linear(8, 1)
+    )
 
 
 def _batch(step: int):
@@ -141,8 +142,15 @@ def test_toy_mlp_regression_loss_drops_3x():
 
 def test_tiny_conv_net_loss_drops_3x():
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 24, 3, padding=1), nn.ReLU(), nn.Conv2d(24, 32, 3, padding=1), nn.ReLU(),
-                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+    net = nn.Sequential(
+        nn.Conv2d(3, 24, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(24, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(32, 4),
+    )
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(64, 3, 8, 8, generator=gen)
     y = (x[:, 0].mean((1, 2)) > 0).long() + 2 * (x[:, 1].mean((1, 2)) > 0).long()  # 4 learnable classes

@@ -28,7 +28,16 @@ from andi.optim.script_muon import ScriptMuon
 from andi.optim.sinkgd import SinkGD
 
 CORE = [
-    "andi", "andi-reference", "andi-hybrid", "adamw", "sgd", "muon", "muon-andi-paper", "sinkgd", "rmnp", "scion",
+    "andi",
+    "andi-reference",
+    "andi-hybrid",
+    "adamw",
+    "sgd",
+    "muon",
+    "muon-andi-paper",
+    "sinkgd",
+    "rmnp",
+    "scion",
     "normuon",
 ]
 LIBRARY = ["soap", "shampoo", "prodigy", "lion"]
@@ -62,8 +71,9 @@ def test_names():
 )
 def test_hybrid_arms_route_hidden_matrices(name, cls):
     model = GPTish()
-    opt = create_optimizer(name, model, lr=0.03, aux_lr=1e-3, aux_betas=(0.8, 0.9), aux_eps=1e-9,
-                           aux_weight_decay=0.05, weight_decay=0.01)
+    opt = create_optimizer(
+        name, model, lr=0.03, aux_lr=1e-3, aux_betas=(0.8, 0.9), aux_eps=1e-9, aux_weight_decay=0.05, weight_decay=0.01
+    )
     assert isinstance(opt, RoutedOptimizer) and type(opt.inner[name]) is cls
     groups = _groups_by_role(opt)
     hidden = groups["hidden_matrix"]

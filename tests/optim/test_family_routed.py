@@ -154,8 +154,12 @@ def test_construction_errors():
     with pytest.raises(ValueError, match="Unknown algorithm"):
         RoutedOptimizer([{"params": list(model.parameters()), "algorithm": "adamm"}])
     with pytest.raises(ValueError, match="more than one parameter group"):
-        RoutedOptimizer([{"params": [model.out.weight], "algorithm": "adamw"},
-                         {"params": [model.out.weight], "algorithm": "sgd", "lr": 0.1}])
+        RoutedOptimizer(
+            [
+                {"params": [model.out.weight], "algorithm": "adamw"},
+                {"params": [model.out.weight], "algorithm": "sgd", "lr": 0.1},
+            ]
+        )
     with pytest.raises(ValueError, match="no group uses"):
         RoutedOptimizer(groups, hyper={**HYPER, "sgd": {"lr": 0.1}})
     with pytest.raises(ValueError, match="empty parameter list"):
@@ -166,8 +170,9 @@ def test_add_param_group_and_custom_algorithms():
     model = _net()
     groups = param_groups(model, matrix="muon", other="adamw")
     vectors = next(g for g in groups if g["role"] == "vector")
-    opt = RoutedOptimizer([g for g in groups if g["role"] != "vector"], hyper=HYPER,
-                          algorithms={"adagrad": torch.optim.Adagrad})
+    opt = RoutedOptimizer(
+        [g for g in groups if g["role"] != "vector"], hyper=HYPER, algorithms={"adagrad": torch.optim.Adagrad}
+    )
     vectors["algorithm"] = "adagrad"
     vectors["lr"] = 0.05
     opt.add_param_group(vectors)

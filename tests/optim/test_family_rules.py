@@ -84,8 +84,9 @@ def test_newton_schulz_singular_values_and_polar_express():
     G = _rand(64, 96)
     s = torch.linalg.svdvals(zeropower_via_newtonschulz5(G, dtype=None))
     assert s.min() > 0.6 and s.max() < 1.2  # roughly (0.68, 1.13), not the exact polar factor
-    pe = zeropower_via_newtonschulz5(G, 5, POLAR_EXPRESS_COEFFICIENTS, POLAR_EXPRESS_EPS, safety=POLAR_EXPRESS_SAFETY,
-                                     dtype=None)
+    pe = zeropower_via_newtonschulz5(
+        G, 5, POLAR_EXPRESS_COEFFICIENTS, POLAR_EXPRESS_EPS, safety=POLAR_EXPRESS_SAFETY, dtype=None
+    )
     ref = _ns_reference(G, POLAR_EXPRESS_COEFFICIENTS, 5, POLAR_EXPRESS_EPS, POLAR_EXPRESS_SAFETY)
     torch.testing.assert_close(pe, ref, rtol=1e-10, atol=1e-12)
     s_pe = torch.linalg.svdvals(pe)
@@ -191,8 +192,17 @@ def test_scion_step_matches_spec(unconstrained):
     W0 = _rand(12, 20, seed=5)
     grads = [_rand(12, 20, seed=20 + t) for t in range(3)]
     lr, alpha, scale = 0.05, 0.1, 3.0
-    got = _step(Scion, W0, grads, lr=lr, momentum=alpha, norm="colnorm", norm_kwargs={"normalized": True},
-                scale=scale, unconstrained=unconstrained)
+    got = _step(
+        Scion,
+        W0,
+        grads,
+        lr=lr,
+        momentum=alpha,
+        norm="colnorm",
+        norm_kwargs={"normalized": True},
+        scale=scale,
+        unconstrained=unconstrained,
+    )
     W, d = W0.clone(), torch.zeros_like(W0)
     for G in grads:
         d = (1 - alpha) * d + alpha * G
@@ -266,8 +276,18 @@ def test_make_muon_uses_torch_for_matrices_and_reference_form_for_conv():
     assert type(make_muon(lin, ns_coefficients=POLAR_EXPRESS_COEFFICIENTS, ns_safety=1.02)) is Muon
     assert type(make_muon([{"params": lin, "ns_safety": 1.02}])) is Muon
     W0, G = _rand(16, 24, seed=12), _rand(16, 24, seed=13)
-    got = _step(Muon, W0, [G], lr=0.1, weight_decay=0.0, momentum=0.0, nesterov=False,
-                ns_coefficients=POLAR_EXPRESS_COEFFICIENTS, eps=POLAR_EXPRESS_EPS, ns_safety=POLAR_EXPRESS_SAFETY)
+    got = _step(
+        Muon,
+        W0,
+        [G],
+        lr=0.1,
+        weight_decay=0.0,
+        momentum=0.0,
+        nesterov=False,
+        ns_coefficients=POLAR_EXPRESS_COEFFICIENTS,
+        eps=POLAR_EXPRESS_EPS,
+        ns_safety=POLAR_EXPRESS_SAFETY,
+    )
     want = W0 - 0.1 * _ns_reference(G, POLAR_EXPRESS_COEFFICIENTS, 5, POLAR_EXPRESS_EPS, POLAR_EXPRESS_SAFETY)
     torch.testing.assert_close(got, want, rtol=0, atol=0.1 * 0.05)  # NS in bf16
     with pytest.raises(ValueError, match="at least 2 dimensions"):
@@ -294,8 +314,14 @@ def test_normuon_matches_spec():
 
 @pytest.mark.parametrize(
     ("cls", "kw"),
-    [(SinkGD, {}), (RMNP, {"weight_decay": 0.1}), (Muon, {}), (NorMuon, {}), (ScriptMuon, {}),
-     (Scion, {"momentum": 0.5})],
+    [
+        (SinkGD, {}),
+        (RMNP, {"weight_decay": 0.1}),
+        (Muon, {}),
+        (NorMuon, {}),
+        (ScriptMuon, {}),
+        (Scion, {"momentum": 0.5}),
+    ],
 )
 def test_tensor_lr_equals_float_lr(cls, kw):
     W0, grads = _rand(12, 40, seed=11), [_rand(12, 40, seed=70 + t) for t in range(2)]

@@ -56,8 +56,9 @@ def test_our_muon_equals_torch_muon_on_matrices(kw):
 
 def test_muon_arm_handles_conv_filters():
     """torch.optim.Muon rejects conv filters; the registry's muon arm orthogonalizes their (out, in·k·k) view."""
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3), torch.nn.Flatten(),
-                              torch.nn.Linear(8 * 4 * 4, 10))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.Conv2d(8, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 4 * 4, 10)
+    )
     with pytest.raises(ValueError):
         torch.optim.Muon([net[1].weight])
     opt = create_optimizer("muon", net, lr=0.02)
@@ -117,8 +118,9 @@ def test_pytorch_optimizer_scion_lmos_equal_ours():
     torch.testing.assert_close(S.Col(normalized=True).lmo(g), lmo_colnorm(g, normalized=True))
     torch.testing.assert_close(S.Col(transpose=True).lmo(emb), lmo_colnorm(emb, transpose=True))
     torch.testing.assert_close(S.Row().lmo(g), lmo_rownorm(g))
-    torch.testing.assert_close(S.Row(normalized=False, transpose=True).lmo(emb),
-                               lmo_rownorm(emb, normalized=False, transpose=True))
+    torch.testing.assert_close(
+        S.Row(normalized=False, transpose=True).lmo(emb), lmo_rownorm(emb, normalized=False, transpose=True)
+    )
     torch.testing.assert_close(S.Sign().lmo(g), lmo_sign(g))
     torch.testing.assert_close(S.BiasRMS().lmo(v), lmo_bias_rms(v))
     torch.testing.assert_close(S.Spectral().lmo(g.clone()), lmo_spectral(g), rtol=2e-2, atol=2e-2)
@@ -134,10 +136,31 @@ def test_pytorch_optimizer_scion_step_equals_ours(constrained):
 
     W0s = [_rand(16, 24, seed=11), _rand(24, 16, seed=12)]
     lr, alpha, scale = 0.05, 0.1, 3.0
-    theirs = _run(lambda ps: po.SCION(ps, lr=lr, momentum=alpha, constraint=constrained, norm_type=int(LMONorm.ROW),
-                                      norm_kwargs={"normalized": True}, scale=scale, foreach=False), W0s)
-    ours = _run(lambda ps: Scion(ps, lr=lr, momentum=alpha, norm="rownorm", norm_kwargs={"normalized": True},
-                                 scale=scale, unconstrained=not constrained), W0s)
+    theirs = _run(
+        lambda ps: po.SCION(
+            ps,
+            lr=lr,
+            momentum=alpha,
+            constraint=constrained,
+            norm_type=int(LMONorm.ROW),
+            norm_kwargs={"normalized": True},
+            scale=scale,
+            foreach=False,
+        ),
+        W0s,
+    )
+    ours = _run(
+        lambda ps: Scion(
+            ps,
+            lr=lr,
+            momentum=alpha,
+            norm="rownorm",
+            norm_kwargs={"normalized": True},
+            scale=scale,
+            unconstrained=not constrained,
+        ),
+        W0s,
+    )
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 

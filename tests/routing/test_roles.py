@@ -14,10 +14,12 @@ from andi.routing import ROLES, param_groups, param_roles
 class SaddleAutoencoder(nn.Module):
     def __init__(self) -> None:
         super().__init__()
-        self.encoder = nn.Sequential(nn.Linear(784, 256), nn.Tanh(), nn.Linear(256, 64), nn.Tanh(),
-                                     nn.Linear(64, 16), nn.Tanh())
-        self.decoder = nn.Sequential(nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 256), nn.Tanh(),
-                                     nn.Linear(256, 784), nn.Sigmoid())
+        self.encoder = nn.Sequential(
+            nn.Linear(784, 256), nn.Tanh(), nn.Linear(256, 64), nn.Tanh(), nn.Linear(64, 16), nn.Tanh()
+        )
+        self.decoder = nn.Sequential(
+            nn.Linear(16, 64), nn.Tanh(), nn.Linear(64, 256), nn.Tanh(), nn.Linear(256, 784), nn.Sigmoid()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x.view(x.size(0), -1)))
@@ -36,8 +38,17 @@ class ResNet9(nn.Module):
     def __init__(self, num_classes: int = 10) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            _cb(3, 64), _cb(64, 128, True), _cb(128, 128), _cb(128, 128), _cb(128, 256, True), _cb(256, 512, True),
-            _cb(512, 512), _cb(512, 512), nn.MaxPool2d(4), nn.Flatten(), nn.Linear(512, num_classes),
+            _cb(3, 64),
+            _cb(64, 128, True),
+            _cb(128, 128),
+            _cb(128, 128),
+            _cb(128, 256, True),
+            _cb(256, 512, True),
+            _cb(512, 512),
+            _cb(512, 512),
+            nn.MaxPool2d(4),
+            nn.Flatten(),
+            nn.Linear(512, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -45,15 +56,23 @@ class ResNet9(nn.Module):
 
 
 class NanoGPT(nn.Module):
-    def __init__(self, vocab_size: int = 65, block_size: int = 64, n_embd: int = 128, n_head: int = 4,
-                 n_layer: int = 4) -> None:
+    def __init__(
+        self, vocab_size: int = 65, block_size: int = 64, n_embd: int = 128, n_head: int = 4, n_layer: int = 4
+    ) -> None:
         super().__init__()
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         self.pos_emb = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.Sequential(*[nn.Sequential(
-            nn.LayerNorm(n_embd), nn.MultiheadAttention(n_embd, n_head, batch_first=True), nn.LayerNorm(n_embd),
-            nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)),
-        ) for _ in range(n_layer)])
+        self.blocks = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.LayerNorm(n_embd),
+                    nn.MultiheadAttention(n_embd, n_head, batch_first=True),
+                    nn.LayerNorm(n_embd),
+                    nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)),
+                )
+                for _ in range(n_layer)
+            ]
+        )
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
 
@@ -97,7 +116,8 @@ def test_nanogpt_roles():
     assert by["head"] == ["head.weight"]
     assert by["conv_first"] == []
     assert sorted(by["hidden_matrix"]) == sorted(
-        f"blocks.{i}.{n}" for i in range(4)
+        f"blocks.{i}.{n}"
+        for i in range(4)
         for n in ("1.in_proj_weight", "1.out_proj.weight", "3.0.weight", "3.2.weight")
     )
     assert all(roles[n] == "vector" for n, p in model.named_parameters() if p.ndim < 2)
@@ -105,7 +125,11 @@ def test_nanogpt_roles():
     groups = param_groups(model, matrix="muon", other="adamw")
     _assert_partition(model, groups)
     assert [(g["role"], g["algorithm"]) for g in groups] == [
-        ("hidden_matrix", "muon"), ("embedding", "adamw"), ("head", "adamw"), ("vector", "adamw")]
+        ("hidden_matrix", "muon"),
+        ("embedding", "adamw"),
+        ("head", "adamw"),
+        ("vector", "adamw"),
+    ]
 
 
 def test_resnet9_roles():
@@ -117,8 +141,9 @@ def test_resnet9_roles():
     assert "net.10.bias" in by["vector"]
     assert by["hidden_matrix"] == [f"net.{i}.0.weight" for i in range(1, 8)]  # conv filters 2-8
     assert by["embedding"] == []
-    assert sorted(by["vector"]) == sorted(["net.10.bias"] + [f"net.{i}.1.{k}" for i in range(8)
-                                                              for k in ("weight", "bias")])
+    assert sorted(by["vector"]) == sorted(
+        ["net.10.bias"] + [f"net.{i}.1.{k}" for i in range(8) for k in ("weight", "bias")]
+    )
     groups = param_groups(model, matrix="sinkgd", other="adamw", split={"conv_first": "sgd"})
     _assert_partition(model, groups)
     assert {g["role"]: g["algorithm"] for g in groups}["conv_first"] == "sgd"
@@ -166,8 +191,12 @@ class TiedLM(nn.Module):
 def test_tied_output_is_the_head():
     model = TiedLM()
     roles = param_roles(model)
-    assert roles == {"emb.weight": "head", "pos.weight": "embedding", "mlp.weight": "hidden_matrix",
-                     "mlp.bias": "vector"}
+    assert roles == {
+        "emb.weight": "head",
+        "pos.weight": "embedding",
+        "mlp.weight": "hidden_matrix",
+        "mlp.bias": "vector",
+    }
     _assert_partition(model, param_groups(model))
 
 

@@ -98,34 +98,66 @@ def _ints(value: str) -> tuple[int, ...]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", default=None, help="dataset folder (default: ../shared/data if present, "
-                   "else ~/.cache/andi/data)")
+    p.add_argument(
+        "--data-root", default=None, help="dataset folder (default: ../shared/data if present, else ~/.cache/andi/data)"
+    )
     p.add_argument("--device", default="cpu", help="torch device for every run (default: cpu)")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64", "bfloat16"),
-                   help="parameter dtype (default: float32)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads per run (serial: this process's, default torch's; local: each "
-                   "worker's, default cores / workers; ray: CPUs and threads per task, default 1). On a busy CPU, "
-                   "1 avoids the heavy slowdown of oversubscribed threads; the count is stored in every record")
-    x = p.add_argument_group("execution (at the same --threads per run, every executor gives the same metrics; "
-                             "only timings differ)")
-    x.add_argument("--executor", choices=("serial", "local", "ray"), default=None,
-                   help="serial: one run at a time here (default); local: worker processes on this machine "
-                   "(implied by --workers/--workers-per-gpu); ray: Ray tasks, local or on a cluster (implied by "
-                   "--ray-address; pip install 'andi-optim[ray]')")
-    x.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="local: runs at once (default: one per core)")
-    x.add_argument("--workers-per-gpu", type=int, default=None, metavar="K",
-                   help="local or ray with --device cuda: K runs share each visible GPU (their timings are marked "
-                   "'packed' in the report)")
-    x.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="ray: the cluster to join ('auto' on a cluster node; default: start Ray here)")
-    x.add_argument("--claim-timeout", type=float, default=DEFAULT_CLAIM_TIMEOUT_S, metavar="SECONDS",
-                   help="a run claimed longer ago is taken over (default: %(default)g s = 6 h; claims of a dead "
-                   "process on this host are taken over at once)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "float64", "bfloat16"),
+        help="parameter dtype (default: float32)",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads per run (serial: this process's, default torch's; local: each "
+        "worker's, default cores / workers; ray: CPUs and threads per task, default 1). On a busy CPU, "
+        "1 avoids the heavy slowdown of oversubscribed threads; the count is stored in every record",
+    )
+    x = p.add_argument_group(
+        "execution (at the same --threads per run, every executor gives the same metrics; only timings differ)"
+    )
+    x.add_argument(
+        "--executor",
+        choices=("serial", "local", "ray"),
+        default=None,
+        help="serial: one run at a time here (default); local: worker processes on this machine "
+        "(implied by --workers/--workers-per-gpu); ray: Ray tasks, local or on a cluster (implied by "
+        "--ray-address; pip install 'andi-optim[ray]')",
+    )
+    x.add_argument("--workers", type=int, default=None, metavar="N", help="local: runs at once (default: one per core)")
+    x.add_argument(
+        "--workers-per-gpu",
+        type=int,
+        default=None,
+        metavar="K",
+        help="local or ray with --device cuda: K runs share each visible GPU (their timings are marked "
+        "'packed' in the report)",
+    )
+    x.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="ray: the cluster to join ('auto' on a cluster node; default: start Ray here)",
+    )
+    x.add_argument(
+        "--claim-timeout",
+        type=float,
+        default=DEFAULT_CLAIM_TIMEOUT_S,
+        metavar="SECONDS",
+        help="a run claimed longer ago is taken over (default: %(default)g s = 6 h; claims of a dead "
+        "process on this host are taken over at once)",
+    )
     p.add_argument("--no-report", action="store_true", help="do not write report.md after the sweep")
-    p.add_argument("--progress", dest="progress", action="store_true", default=None,
-                   help="force progress bars (default: only on a terminal, never with CI=true)")
+    p.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="force progress bars (default: only on a terminal, never with CI=true)",
+    )
     p.add_argument("--no-progress", dest="progress", action="store_false")
     _add_debug(p)
 
@@ -136,31 +168,48 @@ def _add_debug(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="andi-bench", description="Benchmark ANDI against AdamW, Muon and the family: the paper's replay "
-        "and an equal-budget fair protocol, with resumable sweeps and a markdown report.", epilog=EXIT_STATUS)
+        prog="andi-bench",
+        description="Benchmark ANDI against AdamW, Muon and the family: the paper's replay "
+        "and an equal-budget fair protocol, with resumable sweeps and a markdown report.",
+        epilog=EXIT_STATUS,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    q = sub.add_parser("quick", help="the embedded default: paper tasks at CPU size, AdamW/Muon/ANDI, equal "
-                       "3-point lr grids, a report with figures (a few minutes on 2 cores)")
+    q = sub.add_parser(
+        "quick",
+        help="the embedded default: paper tasks at CPU size, AdamW/Muon/ANDI, equal "
+        "3-point lr grids, a report with figures (a few minutes on 2 cores)",
+    )
     q.add_argument("--out", type=Path, default=None, help=f"results directory (default: {DEFAULT_RESULTS}/quick)")
-    q.add_argument("--size", choices=sorted(QUICK_SIZES), default="cpu",
-                   help="cpu (default, a few minutes) or smoke (seconds; what CI runs)")
+    q.add_argument(
+        "--size",
+        choices=sorted(QUICK_SIZES),
+        default="cpu",
+        help="cpu (default, a few minutes) or smoke (seconds; what CI runs)",
+    )
     _add_common(q)
 
     r = sub.add_parser("run", help="run one protocol (fair or replay) on some tasks")
     r.add_argument("--protocol", choices=sorted(PROTOCOLS), default="fair")
     r.add_argument("--task", type=_csv, default=None, help="comma-separated tasks (default: saddle,cifar,gpt)")
-    r.add_argument("--optimizers", type=_csv, default=None,
-                   help="comma-separated arms of the fair protocol, or 'all' (default: andi,adamw,muon); "
-                   "adamw is always added since it sets the target and the aux lr")
-    r.add_argument("--size", choices=("full", "cpu", "smoke"), default=None,
-                   help="task size: full (the paper's; GPU for cifar/gpt), cpu or smoke (default: smoke for "
-                   "quick-smoke, else cpu)")
+    r.add_argument(
+        "--optimizers",
+        type=_csv,
+        default=None,
+        help="comma-separated arms of the fair protocol, or 'all' (default: andi,adamw,muon); "
+        "adamw is always added since it sets the target and the aux lr",
+    )
+    r.add_argument(
+        "--size",
+        choices=("full", "cpu", "smoke"),
+        default=None,
+        help="task size: full (the paper's; GPU for cifar/gpt), cpu or smoke (default: smoke for "
+        "quick-smoke, else cpu)",
+    )
     r.add_argument("--steps", type=int, default=None, help="override the step count of every run")
     r.add_argument("--tuning-seeds", type=_ints, default=None, help="fair: override the tuning seeds")
     r.add_argument("--reporting-seeds", type=_ints, default=None, help="fair: override the reporting seeds")
-    r.add_argument("--out", type=Path, default=None,
-                   help=f"results directory (default: {DEFAULT_RESULTS}/<protocol>)")
+    r.add_argument("--out", type=Path, default=None, help=f"results directory (default: {DEFAULT_RESULTS}/<protocol>)")
     _add_common(r)
 
     rep = sub.add_parser("report", help="write report.md and figures from a results directory")
@@ -170,8 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_debug(rep)
 
     sub.add_parser("list", help="tasks, optimizers and protocols")
-    sub.add_parser("step", help="optimizer-step micro-benchmarks (arguments are forwarded; see `step --help`)",
-                   add_help=False)
+    sub.add_parser(
+        "step", help="optimizer-step micro-benchmarks (arguments are forwarded; see `step --help`)", add_help=False
+    )
     return parser
 
 
@@ -203,22 +253,37 @@ def _sweep(out: Path, args: argparse.Namespace, executor: str) -> Sweep:
         import torch
 
         torch.set_num_threads(args.threads)
-    runner = make_executor(executor, workers=args.workers, threads=args.threads,
-                           workers_per_gpu=args.workers_per_gpu, ray_address=args.ray_address, device=args.device)
-    return Sweep(out, data_root=args.data_root, progress=args.progress, executor=runner,
-                 claim_timeout=args.claim_timeout)
+    runner = make_executor(
+        executor,
+        workers=args.workers,
+        threads=args.threads,
+        workers_per_gpu=args.workers_per_gpu,
+        ray_address=args.ray_address,
+        device=args.device,
+    )
+    return Sweep(
+        out, data_root=args.data_root, progress=args.progress, executor=runner, claim_timeout=args.claim_timeout
+    )
 
 
 def _check_execution(args: argparse.Namespace) -> str:
-    return check_execution(args.executor, workers=args.workers, workers_per_gpu=args.workers_per_gpu,
-                           ray_address=args.ray_address, device=args.device, claim_timeout=args.claim_timeout)
+    return check_execution(
+        args.executor,
+        workers=args.workers,
+        workers_per_gpu=args.workers_per_gpu,
+        ray_address=args.ray_address,
+        device=args.device,
+        claim_timeout=args.claim_timeout,
+    )
 
 
 def _summary(what: str, sweep: Sweep, elapsed: float, out: Path) -> None:
     corrupt = f", {len(sweep.store.corrupt)} corrupt record(s) recomputed" if sweep.store.corrupt else ""
     failed = f", {len(sweep.failed)} FAILED (see the report)" if sweep.failed else ""
-    print(f"{what}: {sweep.computed} runs computed, {sweep.reused} reused{corrupt}{failed} in {elapsed:.1f} s "
-          f"({sweep.executor.describe()}) -> {out}")
+    print(
+        f"{what}: {sweep.computed} runs computed, {sweep.reused} reused{corrupt}{failed} in {elapsed:.1f} s "
+        f"({sweep.executor.describe()}) -> {out}"
+    )
 
 
 def cmd_quick(args: argparse.Namespace) -> int:
@@ -289,7 +354,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
         run_protocol(
-            protocol, sweep, tasks=tasks, size=size, arms=arms, steps=args.steps, device=args.device,
+            protocol,
+            sweep,
+            tasks=tasks,
+            size=size,
+            arms=arms,
+            steps=args.steps,
+            device=args.device,
             dtype=args.dtype,
         )
         _summary(protocol.name, sweep, time.perf_counter() - t0, out)
@@ -340,11 +411,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     print("protocols:")
     for name, p in PROTOCOLS.items():
         if isinstance(p, ReplayProtocol):
-            desc = (f"the paper's script: {p.steps} steps, batch {p.batch_size}, seeds {list(p.seeds)}, "
-                    f"ANDI grid {list(p.andi_grid)} on seed {p.search_seed}, fixed AdamW/script-Muon lrs")
+            desc = (
+                f"the paper's script: {p.steps} steps, batch {p.batch_size}, seeds {list(p.seeds)}, "
+                f"ANDI grid {list(p.andi_grid)} on seed {p.search_seed}, fixed AdamW/script-Muon lrs"
+            )
         else:
-            desc = (f"{p.description}; arms {', '.join(a.name for a in p.arms)}; "
-                    f"tuning seeds {list(p.tuning_seeds)}, reporting seeds {list(p.reporting_seeds)}")
+            desc = (
+                f"{p.description}; arms {', '.join(a.name for a in p.arms)}; "
+                f"tuning seeds {list(p.tuning_seeds)}, reporting seeds {list(p.reporting_seeds)}"
+            )
         print(f"  {name:<12} {desc}")
     return 0
 

@@ -244,8 +244,7 @@ def verify_file(path: Path, spec: RemoteFile, *, fix: str, extra_md5: Iterable[s
         if extra:
             expected += " or " + " or ".join(f"md5 {d} (recorded from the verified archive)" for d in extra)
         raise ChecksumError(
-            f"checksum mismatch for {spec.relpath} at {path}:\n  expected {expected}\n  actual   {actual}\n"
-            f"Fix: {fix}"
+            f"checksum mismatch for {spec.relpath} at {path}:\n  expected {expected}\n  actual   {actual}\nFix: {fix}"
         )
     if approximate:
         warn_once(
@@ -294,15 +293,20 @@ def _fetch_verified(spec: RemoteFile, dest: Path, *, urls: Sequence[str] | None 
             errors.append(f"{url}: {exc}")
             continue
         try:
-            verify_file(dest, spec, fix=f"the download from {url} is corrupt or not the expected file; "
-                        "delete it and retry, or fetch it by hand from another mirror")
+            verify_file(
+                dest,
+                spec,
+                fix=f"the download from {url} is corrupt or not the expected file; "
+                "delete it and retry, or fetch it by hand from another mirror",
+            )
         except ChecksumError as exc:
             dest.unlink(missing_ok=True)
             errors.append(str(exc))
             continue
         return dest
     raise DataMissingError(
-        f"could not download {spec.relpath}:\n  " + "\n  ".join(errors)
+        f"could not download {spec.relpath}:\n  "
+        + "\n  ".join(errors)
         + f"\nFix: download it by hand to {dest} (expected {spec.expected()}), or set --data-root / ${ENV_ROOT}."
     )
 
@@ -320,8 +324,12 @@ def ensure_file(relpath: str, data_root: str | os.PathLike[str] | None = None, *
         if not download:
             raise DataMissingError(f"{relpath} is missing under {root} and download=False.")
         return _fetch_verified(spec, path)
-    verify_file(path, spec, fix=f"delete {path} so that it is downloaded again from {' or '.join(spec.urls)}, "
-                f"or replace it with a good copy")
+    verify_file(
+        path,
+        spec,
+        fix=f"delete {path} so that it is downloaded again from {' or '.join(spec.urls)}, "
+        f"or replace it with a good copy",
+    )
     return path
 
 
@@ -387,10 +395,12 @@ def ensure_cifar10(data_root: str | os.PathLike[str] | None = None, *, download:
         rel = f"{CIFAR10_BIN_DIR}/{name}"
         extra = (recorded[name],) if name in recorded else ()
         verify_file(
-            folder / name, SOURCES[rel], extra_md5=extra,
+            folder / name,
+            SOURCES[rel],
+            extra_md5=extra,
             fix=f"delete the folder {folder} so that the official archive ({CIFAR10_ARCHIVE.urls[0]}, md5 "
-                f"{CIFAR10_ARCHIVE.md5[0]}) is downloaded and verified again, or set {ENV_VERIFY}=0 if you "
-                "trust these files",
+            f"{CIFAR10_ARCHIVE.md5[0]}) is downloaded and verified again, or set {ENV_VERIFY}=0 if you "
+            "trust these files",
         )
     return folder
 
@@ -420,8 +430,14 @@ def ensure_dataset(name: str, data_root: str | os.PathLike[str] | None = None, *
 
 
 # ------------------------------------------------------------------------------------------------- readers
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
-               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+_IDX_DTYPES = {
+    0x08: np.uint8,
+    0x09: np.int8,
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -519,4 +535,3 @@ def _text_cached(root: str, download: bool) -> str:
 def load_tinyshakespeare(data_root: str | os.PathLike[str] | None = None, *, download: bool = True) -> str:
     """The TinyShakespeare text (1,115,394 characters for the official file), cached in memory per root."""
     return _text_cached(str(resolve_data_root(data_root).resolve()), download)
-

@@ -28,8 +28,13 @@ _OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "
 
 def arm_style(optimizer: str, index: int = 0) -> dict[str, Any]:
     """Colour and line style of an arm, from its optimizer name (``index`` picks a colour for others)."""
-    family = {"adamw": "adamw", "muon": "muon", "muon-andi-paper": "muon", "andi": "andi",
-              "andi-reference": "andi"}.get(optimizer)
+    family = {
+        "adamw": "adamw",
+        "muon": "muon",
+        "muon-andi-paper": "muon",
+        "andi": "andi",
+        "andi-reference": "andi",
+    }.get(optimizer)
     if family is not None:
         return dict(_FIXED_STYLES[family])
     return {"color": _OTHER_COLORS[index % len(_OTHER_COLORS)], "linestyle": "--"}
@@ -94,8 +99,7 @@ def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", n
             style = {"linewidth": 1.8, **band.style}
             ax.plot(band.steps, band.center, label=band.label, **style)
             if band.low is not None and band.high is not None:
-                ax.fill_between(band.steps, band.low, band.high, color=style.get("color"), alpha=0.18,
-                                linewidth=0)
+                ax.fill_between(band.steps, band.low, band.high, color=style.get("color"), alpha=0.18, linewidth=0)
         values = [v for b in panel.bands for v in b.center]
         if panel.logy and _positive_only(values):
             ax.set_yscale("log")
@@ -128,13 +132,27 @@ def save_lr_sensitivity(
         if ok:
             ax.plot([p[0] for p in ok], [p[1] for p in ok], marker="o", markersize=4, label=ser.label, **style)
         if failed:
-            ax.plot(failed, [top] * len(failed), linestyle="none", marker="x", markersize=8,
-                    color=style.get("color"), label=f"{ser.label} (diverged)")
+            ax.plot(
+                failed,
+                [top] * len(failed),
+                linestyle="none",
+                marker="x",
+                markersize=8,
+                color=style.get("color"),
+                label=f"{ser.label} (diverged)",
+            )
         if ser.chosen is not None:
             chosen = [s for lr, s in ok if math.isclose(lr, ser.chosen, rel_tol=1e-9)]
             if chosen:
-                ax.plot([ser.chosen], chosen, linestyle="none", marker="o", markersize=11, markerfacecolor="none",
-                        color=style.get("color"))
+                ax.plot(
+                    [ser.chosen],
+                    chosen,
+                    linestyle="none",
+                    marker="o",
+                    markersize=11,
+                    markerfacecolor="none",
+                    color=style.get("color"),
+                )
     ax.set_xscale("log")
     if logy and _positive_only(finite):
         ax.set_yscale("log")
@@ -148,7 +166,9 @@ def save_lr_sensitivity(
 
 
 def save_profiles(
-    path: str | Path, profiles: Mapping[str, Mapping[str, Sequence[float]]], r_max: float,
+    path: str | Path,
+    profiles: Mapping[str, Mapping[str, Sequence[float]]],
+    r_max: float,
     styles: Mapping[str, dict[str, Any]] | None = None,
 ) -> Path:
     """AlgoPerf performance profiles: one panel per measure, ``ρ_s(τ)`` for ``τ ∈ [1, r_max]`` per arm.

@@ -160,19 +160,25 @@ def check_execution(
         raise UsageError(f"--claim-timeout {claim_timeout:g}: must be a positive number of seconds")
     name = executor or ("ray" if ray_address else "local" if workers or workers_per_gpu else "serial")
     if name == "serial" and (workers is not None or workers_per_gpu is not None):
-        raise UsageError("--workers/--workers-per-gpu: the serial executor runs one run at a time; "
-                         "use --executor local (or drop --executor serial)")
+        raise UsageError(
+            "--workers/--workers-per-gpu: the serial executor runs one run at a time; "
+            "use --executor local (or drop --executor serial)"
+        )
     if ray_address is not None and name != "ray":
         raise UsageError(f"--ray-address: only the ray executor joins a cluster; drop --executor {name}")
     if name == "local" and workers is not None and workers_per_gpu is not None:
-        raise UsageError("--workers and --workers-per-gpu: give one (--workers-per-gpu K starts K workers per "
-                         "visible GPU)")
+        raise UsageError(
+            "--workers and --workers-per-gpu: give one (--workers-per-gpu K starts K workers per visible GPU)"
+        )
     if name == "ray" and workers is not None:
-        raise UsageError("--workers: Ray runs as many runs at once as the cluster's resources hold; set the CPUs "
-                         "of each run with --threads")
+        raise UsageError(
+            "--workers: Ray runs as many runs at once as the cluster's resources hold; set the CPUs "
+            "of each run with --threads"
+        )
     if workers_per_gpu is not None and not device.startswith("cuda"):
-        raise UsageError(f"--workers-per-gpu: packs runs onto GPUs, but --device is {device}; add --device cuda "
-                         "or use --workers")
+        raise UsageError(
+            f"--workers-per-gpu: packs runs onto GPUs, but --device is {device}; add --device cuda or use --workers"
+        )
     if name == "ray" and not _ray_installed():
         raise SetupError("--executor ray: Ray is not installed; pip install 'andi-optim[ray]'")
     return name

@@ -288,27 +288,70 @@ CORE_ARMS: tuple[ArmSpec, ...] = (
 )
 
 
-_SCION_SOURCE = ("LIONS-EPFL/scion README: α = 0.1, constrained; radii of the registry's recipe (shakespeare-char "
-                 "sweep: input 1, blocks 3, head 10); lr base 2^-4 for the CNN (README CNN recipe), 2^-6 elsewhere "
-                 "(README MLP recipe; the nanoGPT recipe's 2^-12 belongs to radii 50/3000, not these)")
+_SCION_SOURCE = (
+    "LIONS-EPFL/scion README: α = 0.1, constrained; radii of the registry's recipe (shakespeare-char "
+    "sweep: input 1, blocks 3, head 10); lr base 2^-4 for the CNN (README CNN recipe), 2^-6 elsewhere "
+    "(README MLP recipe; the nanoGPT recipe's 2^-12 belongs to radii 50/3000, not these)"
+)
 _SCION_LR = (("cifar", 2.0**-4),)
 
 #: Family arms of the fair protocol (docs/design/protocol.md (c) "Arms"), each with the split of
 #: docs/design/family.md §0.
 FAMILY_ARMS: tuple[ArmSpec, ...] = (
-    ArmSpec("sgd", "sgd", 0.05, label="SGD-Nesterov", roles="all",
-            optimizer_kwargs=(("momentum", 0.9), ("nesterov", True)), source="torch.optim.SGD, momentum 0.9"),
-    ArmSpec("sinkgd-l1", "sinkgd", 1e-3, label="SinkGD L=1", hybrid=True, optimizer_kwargs=(("L", 1),),
-            source="Scetbon et al. 2025, the paper's scale (no output normalization)"),
-    ArmSpec("sinkgd-l5", "sinkgd", 1e-3, label="SinkGD L=5", hybrid=True, optimizer_kwargs=(("L", 5),),
-            source="Scetbon et al. 2025 default L = 5"),
+    ArmSpec(
+        "sgd",
+        "sgd",
+        0.05,
+        label="SGD-Nesterov",
+        roles="all",
+        optimizer_kwargs=(("momentum", 0.9), ("nesterov", True)),
+        source="torch.optim.SGD, momentum 0.9",
+    ),
+    ArmSpec(
+        "sinkgd-l1",
+        "sinkgd",
+        1e-3,
+        label="SinkGD L=1",
+        hybrid=True,
+        optimizer_kwargs=(("L", 1),),
+        source="Scetbon et al. 2025, the paper's scale (no output normalization)",
+    ),
+    ArmSpec(
+        "sinkgd-l5",
+        "sinkgd",
+        1e-3,
+        label="SinkGD L=5",
+        hybrid=True,
+        optimizer_kwargs=(("L", 5),),
+        source="Scetbon et al. 2025 default L = 5",
+    ),
     ArmSpec("rmnp", "rmnp", 0.02, label="RMNP", hybrid=True, source="RMNP code defaults: momentum 0.95, Nesterov"),
-    ArmSpec("normuon", "normuon", 0.02, label="NorMuon", hybrid=True,
-            source="pytorch-optimizer NorMuon defaults (momentum 0.95, β2 0.95)"),
-    ArmSpec("scion-colnorm", "scion", 2.0**-6, label="Scion ColNorm", optimizer_kwargs=(("recipe", "colnorm"),),
-            task_base_lr=_SCION_LR, source=_SCION_SOURCE),
-    ArmSpec("scion-rownorm", "scion", 2.0**-6, label="Scion RowNorm", optimizer_kwargs=(("recipe", "rownorm"),),
-            task_base_lr=_SCION_LR, source=_SCION_SOURCE),
+    ArmSpec(
+        "normuon",
+        "normuon",
+        0.02,
+        label="NorMuon",
+        hybrid=True,
+        source="pytorch-optimizer NorMuon defaults (momentum 0.95, β2 0.95)",
+    ),
+    ArmSpec(
+        "scion-colnorm",
+        "scion",
+        2.0**-6,
+        label="Scion ColNorm",
+        optimizer_kwargs=(("recipe", "colnorm"),),
+        task_base_lr=_SCION_LR,
+        source=_SCION_SOURCE,
+    ),
+    ArmSpec(
+        "scion-rownorm",
+        "scion",
+        2.0**-6,
+        label="Scion RowNorm",
+        optimizer_kwargs=(("recipe", "rownorm"),),
+        task_base_lr=_SCION_LR,
+        source=_SCION_SOURCE,
+    ),
 )
 
 

@@ -191,16 +191,24 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> A
     step_times = [r["timing"].get("optimizer_step_median_s") for r in records]
     peaks = [r["memory"].get("peak_bytes") for r in records if r["memory"].get("peak_bytes") is not None]
     return ArmResult(
-        arm=entry["arm"], label=entry.get("label") or entry["arm"], optimizer=entry["optimizer"],
-        chosen_lr=float(entry["chosen_lr"]), trials=int(entry["trials"]),
-        edge_extended=bool(entry.get("edge_extended")), at_edge=bool(entry.get("at_edge")), records=records,
-        seeds=[int(r["config"]["init_seed"]) for r in records], finals=finals,
+        arm=entry["arm"],
+        label=entry.get("label") or entry["arm"],
+        optimizer=entry["optimizer"],
+        chosen_lr=float(entry["chosen_lr"]),
+        trials=int(entry["trials"]),
+        edge_extended=bool(entry.get("edge_extended")),
+        at_edge=bool(entry.get("at_edge")),
+        records=records,
+        seeds=[int(r["config"]["init_seed"]) for r in records],
+        finals=finals,
         summary=stats.summarize(stats.finite_values(finals)),
         step_time_s=stats.median([t for t in step_times if t is not None]),
         state_bytes=max((int(r["memory"]["state_bytes"]) for r in records), default=None),
         peak_bytes=stats.median(peaks) if peaks else None,
-        peak_kind=records[0]["memory"].get("peak_kind", "") if records else "", tuning=list(entry["tuning"]),
-        expected=len(entry["reporting"]), errors=[r for r in found if r.get("status") == "failed"],
+        peak_kind=records[0]["memory"].get("peak_kind", "") if records else "",
+        tuning=list(entry["tuning"]),
+        expected=len(entry["reporting"]),
+        errors=[r for r in found if r.get("status") == "failed"],
     )
 
 
@@ -217,8 +225,13 @@ def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
         pb = {s: v for s, v in zip(best.seeds, best.finals) if v is not None}
         common = sorted(set(pa) & set(pb))
         diff = stats.summarize([pa[s] - pb[s] for s in common])
-        paired = (stats.paired_ttest([pa[s] for s in common], [pb[s] for s in common],
-                                     alternative="greater" if hib else "less") if len(common) >= 2 else None)
+        paired = (
+            stats.paired_ttest(
+                [pa[s] for s in common], [pb[s] for s in common], alternative="greater" if hib else "less"
+            )
+            if len(common) >= 2
+            else None
+        )
         welch = stats.welch_ttest(xa, xb)
         one_sided = stats.welch_ttest(xa, xb, alternative="greater" if hib else "less").pvalue
         out.append(Comparison(task, a.arm, best.arm, diff, welch, paired, one_sided))
@@ -251,8 +264,9 @@ def analyze_fair(manifest: Mapping[str, Any], records: _Records | ResultStore) -
         for a in arms:  # 0 when the arm misses; nan when the reference itself misses or times are 0
             rt, at = ref.median_time, a.median_time
             a.speedup = 0.0 if math.isinf(at) else rt / at if math.isfinite(rt) and at > 0 else math.nan
-    return TaskResult(dict(manifest), manifest["task"], metric, hib, target, arms, _compare(manifest["task"],
-                                                                                          arms, hib))
+    return TaskResult(
+        dict(manifest), manifest["task"], metric, hib, target, arms, _compare(manifest["task"], arms, hib)
+    )
 
 
 def _last_loss(record: Mapping[str, Any]) -> float | None:
@@ -265,8 +279,15 @@ def analyze_replay(manifest: Mapping[str, Any], records: _Records | ResultStore)
     """Per-arm results of one replay task; the "final" value is the last recorded minibatch loss."""
     recs = records if isinstance(records, _Records) else _Records(records)
     arms = [_arm_result(e, recs.many(e["reporting"]), _last_loss) for e in manifest["arms"]]
-    return TaskResult(dict(manifest), manifest["task"], "recorded train loss", False, None, arms,
-                      _compare(manifest["task"], arms, False))
+    return TaskResult(
+        dict(manifest),
+        manifest["task"],
+        "recorded train loss",
+        False,
+        None,
+        arms,
+        _compare(manifest["task"], arms, False),
+    )
 
 
 def apply_holm(results: Sequence[TaskResult], alpha: float = ALPHA) -> None:
@@ -325,9 +346,13 @@ def _env_lines(results: Sequence[TaskResult]) -> list[str]:
     if rec is None:
         return []
     v, d = rec.get("versions", {}), rec.get("device", {})
-    return [f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
-            f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
-            f"({d.get('name', '?')}), {d.get('threads', '?')} threads.", "", _execution_line(results)]
+    return [
+        f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
+        f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
+        f"({d.get('name', '?')}), {d.get('threads', '?')} threads.",
+        "",
+        _execution_line(results),
+    ]
 
 
 def _execution_line(results: Sequence[TaskResult]) -> str:
@@ -338,13 +363,17 @@ def _execution_line(results: Sequence[TaskResult]) -> str:
         if not isinstance(ex, dict):
             way = "not recorded (before executors)"
         else:
-            way = (f"{ex.get('executor', '?')} executor, {ex.get('workers', '?')} run(s) at once, "
-                   f"{ex.get('threads', '?')} thread(s) per run")
+            way = (
+                f"{ex.get('executor', '?')} executor, {ex.get('workers', '?')} run(s) at once, "
+                f"{ex.get('threads', '?')} thread(s) per run"
+            )
             way += f", {ex['packed']} per GPU (packed)" if _packed(r) > 1 else ""
         ways[way] = ways.get(way, 0) + 1
     listed = "; ".join(f"{way} ({n} run{'s' if n != 1 else ''})" for way, n in ways.items())
-    return (f"Timings were taken by: {listed}. Metrics do not depend on the executor; timings of runs sharing a "
-            "machine or a GPU do.")
+    return (
+        f"Timings were taken by: {listed}. Metrics do not depend on the executor; timings of runs sharing a "
+        "machine or a GPU do."
+    )
 
 
 def _fair_table(t: TaskResult) -> list[str]:
@@ -370,45 +399,71 @@ def _fair_table(t: TaskResult) -> list[str]:
             f"{fmt_bytes(a.state_bytes)} | {peak} |"
         )
     target = "—" if t.target is None else fmt(t.target)
-    lines += ["", f"Metric: test {t.metric} at the end of the schedule ({hib} is better). Target = median final "
-                  f"{t.metric} of tuned {t.manifest.get('reference_arm', 'adamw')} over reporting seeds (with an "
-                  f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
-                  "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
-                  "speedup = AdamW's time to target / the arm's."]
+    lines += [
+        "",
+        f"Metric: test {t.metric} at the end of the schedule ({hib} is better). Target = median final "
+        f"{t.metric} of tuned {t.manifest.get('reference_arm', 'adamw')} over reporting seeds (with an "
+        f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
+        "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
+        "speedup = AdamW's time to target / the arm's.",
+    ]
     if packed > 1:
-        lines += ["", f"† Timed with up to {packed} runs packed on one GPU (`--workers-per-gpu`): these wall-clock "
-                      "numbers are not comparable with timings of runs that had a device to themselves."]
+        lines += [
+            "",
+            f"† Timed with up to {packed} runs packed on one GPU (`--workers-per-gpu`): these wall-clock "
+            "numbers are not comparable with timings of runs that had a device to themselves.",
+        ]
     return lines
 
 
 def _comparison_lines(t: TaskResult, name: str = "test") -> list[str]:
     if not t.comparisons:
         return ["No comparison possible (fewer than 2 finite results per arm)."]
-    lines = [f"| arm | best other arm | mean diff ({name}) | 95 % CI | paired one-sided p | Holm p | "
-             "Welch t (df) | Welch two-sided p | verdict |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"| arm | best other arm | mean diff ({name}) | 95 % CI | paired one-sided p | Holm p | "
+        "Welch t (df) | Welch two-sided p | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in t.comparisons:
         ci = "—" if math.isnan(c.diff.ci_low) else f"[{fmt(c.diff.ci_low)}, {fmt(c.diff.ci_high)}]"
         w = c.welch
         paired_p = fmt(c.paired.pvalue if c.paired else None, 3)
         welch_t = f"{fmt(w.statistic, 3)} ({fmt(w.df, 3)})" if w else "—"
-        cells = [t.arm(c.arm).label, t.arm(c.other).label, fmt(c.diff.mean), ci, paired_p, fmt(c.holm_p, 3),
-                 welch_t, fmt(w.pvalue if w else None, 3), c.verdict]
+        cells = [
+            t.arm(c.arm).label,
+            t.arm(c.other).label,
+            fmt(c.diff.mean),
+            ci,
+            paired_p,
+            fmt(c.holm_p, 3),
+            welch_t,
+            fmt(w.pvalue if w else None, 3),
+            c.verdict,
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     andi = next((c for c in t.comparisons if t.arm(c.arm).optimizer.startswith("andi")), None)
     if andi is not None and andi.welch is not None:
         w = andi.welch
-        lines += ["", f"**ANDI vs the best other arm ({t.arm(andi.other).label})**: Welch t = {fmt(w.statistic, 3)}, "
-                      f"df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired one-sided "
-                      f"p = {fmt(andi.paired.pvalue if andi.paired else None, 3)}, Holm-adjusted "
-                      f"{fmt(andi.holm_p, 3)} → **{andi.verdict}** (α = {ALPHA})."]
+        lines += [
+            "",
+            f"**ANDI vs the best other arm ({t.arm(andi.other).label})**: Welch t = {fmt(w.statistic, 3)}, "
+            f"df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired one-sided "
+            f"p = {fmt(andi.paired.pvalue if andi.paired else None, 3)}, Holm-adjusted "
+            f"{fmt(andi.holm_p, 3)} → **{andi.verdict}** (α = {ALPHA}).",
+        ]
     return lines
 
 
 def _lr_plot(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path:
     from andi.bench.plots import LrSeries, arm_style, save_lr_sensitivity
 
-    series = [LrSeries(a.label, [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning], a.chosen_lr,
-                       arm_style(a.optimizer, i)) for i, a in enumerate(t.arms) if a.tuning]
+    series = [
+        LrSeries(
+            a.label, [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning], a.chosen_lr, arm_style(a.optimizer, i)
+        )
+        for i, a in enumerate(t.arms)
+        if a.tuning
+    ]
     return save_lr_sensitivity(path, f"{t.task}: lr sensitivity", series, ylabel, logy)
 
 
@@ -419,42 +474,73 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     spec = m["spec"]
     lines = [f"## Protocol `{m['protocol']}` — size `{m['size']}`", "", spec.get("description", ""), ""]
     if not spec.get("evidence", True):
-        lines += ["> **Demonstration, not evidence**: too few seeds and grid points for a claim. "
-                  "Use `andi-bench run --protocol fair` for results.", ""]
+        lines += [
+            "> **Demonstration, not evidence**: too few seeds and grid points for a claim. "
+            "Use `andi-bench run --protocol fair` for results.",
+            "",
+        ]
     ks = spec["ks"]
-    lines += [f"lr grid per arm: base × {spec['factor']:g}^k, k ∈ {{{ks[0]}, …, {ks[-1]}}} ({len(ks)} points), "
-              f"edge extension {spec['edge_extension']} points; tuning seeds {spec['tuning_seeds']}, reporting "
-              f"seeds {spec['reporting_seeds']}; schedule {spec['schedule']} (warmup {spec['warmup_frac']:g}, "
-              f"decay {spec['decay_frac']:g}); selection on the final validation metric, report on test.", ""]
+    lines += [
+        f"lr grid per arm: base × {spec['factor']:g}^k, k ∈ {{{ks[0]}, …, {ks[-1]}}} ({len(ks)} points), "
+        f"edge extension {spec['edge_extension']} points; tuning seeds {spec['tuning_seeds']}, reporting "
+        f"seeds {spec['reporting_seeds']}; schedule {spec['schedule']} (warmup {spec['warmup_frac']:g}, "
+        f"decay {spec['decay_frac']:g}); selection on the final validation metric, report on test.",
+        "",
+    ]
     fig1 = []
     for t in group:
         lines += [f"### {t.task}", "", *_fair_table(t), "", *_comparison_lines(t), ""]
         if fig_dir is not None:
-            panels = [Panel("train loss (bin means)", _bands(t, "train", bins=50), "train loss",
-                            logy=t.task == "saddle"),
-                      Panel(f"test {t.metric}", _bands(t, "eval", t.metric), t.metric,
-                            logy=t.task == "saddle" and not t.higher_is_better)]
-            p1 = save_panels(fig_dir / f"{prefix}-{t.task}-curves.png", panels, f"{t.task}: median and "
-                             "min–max over reporting seeds")
-            p2 = _lr_plot(t, fig_dir / f"{prefix}-{t.task}-lr.png", f"final validation {t.metric}",
-                          t.task == "saddle" and not t.higher_is_better)
+            panels = [
+                Panel("train loss (bin means)", _bands(t, "train", bins=50), "train loss", logy=t.task == "saddle"),
+                Panel(
+                    f"test {t.metric}",
+                    _bands(t, "eval", t.metric),
+                    t.metric,
+                    logy=t.task == "saddle" and not t.higher_is_better,
+                ),
+            ]
+            p1 = save_panels(
+                fig_dir / f"{prefix}-{t.task}-curves.png", panels, f"{t.task}: median and min–max over reporting seeds"
+            )
+            p2 = _lr_plot(
+                t,
+                fig_dir / f"{prefix}-{t.task}-lr.png",
+                f"final validation {t.metric}",
+                t.task == "saddle" and not t.higher_is_better,
+            )
             lines += [f"![{t.task} curves]({rel / p1.name})", "", f"![{t.task} lr sensitivity]({rel / p2.name})", ""]
             if t.task in _FIG1_ORDER:
-                fig1.append(Panel(_FIG1_TITLES[t.task], _bands(t, "train", bins=50), "training loss (bin means)",
-                                  logy=t.task == "saddle"))
+                fig1.append(
+                    Panel(
+                        _FIG1_TITLES[t.task],
+                        _bands(t, "train", bins=50),
+                        "training loss (bin means)",
+                        logy=t.task == "saddle",
+                    )
+                )
     if fig_dir is not None and fig1:
         order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
         fig1.sort(key=lambda p: order[p.title])
-        p = save_panels(fig_dir / f"{prefix}-figure1.png", fig1, "Training loss as in the paper's Figure 1 (means "
-                        "over 50 step bins; median and min–max over reporting seeds)")
-        lines += ["### Figure-1 layout (training loss; the tables above use held-out metrics)", "",
-                  f"![figure 1]({rel / p.name})", ""]
+        p = save_panels(
+            fig_dir / f"{prefix}-figure1.png",
+            fig1,
+            "Training loss as in the paper's Figure 1 (means "
+            "over 50 step bins; median and min–max over reporting seeds)",
+        )
+        lines += [
+            "### Figure-1 layout (training loss; the tables above use held-out metrics)",
+            "",
+            f"![figure 1]({rel / p.name})",
+            "",
+        ]
     lines += _aggregate(group, fig_dir, prefix, rel, save_profiles, arm_style)
     return lines
 
 
-def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path, save_profiles: Any,
-               arm_style: Any) -> list[str]:
+def _aggregate(
+    group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path, save_profiles: Any, arm_style: Any
+) -> list[str]:
     tasks = [t for t in group if t.target is not None]
     if not tasks:
         return []
@@ -466,27 +552,42 @@ def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: 
     steps = {arm: {t.task: t.arm(arm).median_steps for t in present[arm]} for arm in labels}
     ref = group[0].manifest.get("reference_arm", "adamw")
     rt, rs = stats.performance_ratios(times), stats.performance_ratios(steps)
-    lines = [f"### Across tasks ({len(tasks)} task(s))", "",
-             "| arm | AlgoPerf score (time) | AlgoPerf score (steps) | geomean speedup vs AdamW (time) | "
-             "geomean speedup (steps) | tasks reaching target |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"### Across tasks ({len(tasks)} task(s))",
+        "",
+        "| arm | AlgoPerf score (time) | AlgoPerf score (steps) | geomean speedup vs AdamW (time) | "
+        "geomean speedup (steps) | tasks reaching target |",
+        "|---|---|---|---|---|---|",
+    ]
     for arm, (label, _) in labels.items():
         reached = sum(math.isfinite(v) for v in times[arm].values())
         missing = declared[arm] - len(times[arm])
         missing_note = f" ({missing} missing)" if missing else ""
         gt = stats.geometric_mean_speedup(times, arm, ref, R_MAX) if ref in times else math.nan
         gs = stats.geometric_mean_speedup(steps, arm, ref, R_MAX) if ref in steps else math.nan
-        lines.append(f"| {label} | {fmt(stats.algoperf_score(rt[arm], R_MAX), 3)} | "
-                     f"{fmt(stats.algoperf_score(rs[arm], R_MAX), 3)} | {fmt(gt, 3)} | {fmt(gs, 3)} | "
-                     f"{reached}/{declared[arm]}{missing_note} |")
+        lines.append(
+            f"| {label} | {fmt(stats.algoperf_score(rt[arm], R_MAX), 3)} | "
+            f"{fmt(stats.algoperf_score(rs[arm], R_MAX), 3)} | {fmt(gt, 3)} | {fmt(gs, 3)} | "
+            f"{reached}/{declared[arm]}{missing_note} |"
+        )
     incomplete = any(declared[a] > len(times[a]) for a in labels)
     missing_rule = " A task where an arm has no results (missing) counts as a miss for it." if incomplete else ""
-    lines += ["", f"AlgoPerf score B = 1/(r_max − 1) ∫₁^r_max ρ(τ) dτ with r_max = {R_MAX:g} (1 = fastest on every "
-                  f"task). In the geometric mean a miss counts as r = r_max (our choice).{missing_rule}", ""]
+    lines += [
+        "",
+        f"AlgoPerf score B = 1/(r_max − 1) ∫₁^r_max ρ(τ) dτ with r_max = {R_MAX:g} (1 = fastest on every "
+        f"task). In the geometric mean a miss counts as r = r_max (our choice).{missing_rule}",
+        "",
+    ]
     if fig_dir is not None:
-        p = save_profiles(fig_dir / f"{prefix}-profile.png",
-                          {"wall-clock": {labels[a][0]: list(rt[a].values()) for a in labels},
-                           "steps": {labels[a][0]: list(rs[a].values()) for a in labels}}, R_MAX,
-                          {labels[a][0]: arm_style(labels[a][1], i) for i, a in enumerate(labels)})
+        p = save_profiles(
+            fig_dir / f"{prefix}-profile.png",
+            {
+                "wall-clock": {labels[a][0]: list(rt[a].values()) for a in labels},
+                "steps": {labels[a][0]: list(rs[a].values()) for a in labels},
+            },
+            R_MAX,
+            {labels[a][0]: arm_style(labels[a][1], i) for i, a in enumerate(labels)},
+        )
         lines += [f"![performance profiles]({rel / p.name})", ""]
     return lines
 
@@ -496,42 +597,61 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
 
     m = group[0].manifest
     paper = dict(m["spec"].get("paper_andi_lr", []))
-    lines = [f"## Protocol `replay` (the paper's script) — size `{m['size']}`", "",
-             f"{m['steps']} steps, pre-update minibatch loss recorded every {m['record_every']} steps, seeds "
-             f"{m['seeds']}, constant lr, ANDI searched on seed {m['spec']['search_seed']} only; AdamW and the "
-             "script's \"Muon\" untuned. Reproduces the paper's numbers; its flaws are listed in protocol.md §(b).",
-             ""]
+    lines = [
+        f"## Protocol `replay` (the paper's script) — size `{m['size']}`",
+        "",
+        f"{m['steps']} steps, pre-update minibatch loss recorded every {m['record_every']} steps, seeds "
+        f"{m['seeds']}, constant lr, ANDI searched on seed {m['spec']['search_seed']} only; AdamW and the "
+        "script's \"Muon\" untuned. Reproduces the paper's numbers; its flaws are listed in protocol.md §(b).",
+        "",
+    ]
     fig1 = []
     for t in group:
         seeds = m["seeds"]
-        lines += [f"### {t.task}", "", "| arm | lr | trials | " + " | ".join(f"loss @ last record, seed {s}"
-                                                                     for s in seeds)
-                  + " | mean | opt step (ms) | state | peak mem |", "|---|---|---|" + "---|" * len(seeds)
-                  + "---|---|---|---|"]
+        lines += [
+            f"### {t.task}",
+            "",
+            "| arm | lr | trials | "
+            + " | ".join(f"loss @ last record, seed {s}" for s in seeds)
+            + " | mean | opt step (ms) | state | peak mem |",
+            "|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|",
+        ]
         for a in t.arms:
             per = dict(zip(a.seeds, a.finals))
-            lines.append(f"| {a.label} | {fmt(a.chosen_lr)} | {a.trials or 'fixed'} | "
-                         + " | ".join(fmt(per[s]) if s in per else "missing" for s in seeds)
-                         + f" | {fmt(a.summary.mean)} | {fmt(a.step_time_s * 1e3, 3)} | {fmt_bytes(a.state_bytes)}"
-                         f" | {fmt_bytes(a.peak_bytes)} |")
+            lines.append(
+                f"| {a.label} | {fmt(a.chosen_lr)} | {a.trials or 'fixed'} | "
+                + " | ".join(fmt(per[s]) if s in per else "missing" for s in seeds)
+                + f" | {fmt(a.summary.mean)} | {fmt(a.step_time_s * 1e3, 3)} | {fmt_bytes(a.state_bytes)}"
+                f" | {fmt_bytes(a.peak_bytes)} |"
+            )
         andi = next((a for a in t.arms if a.tuning), None)
         if andi is not None:
-            lines += ["", f"ANDI grid search (seed {m['spec']['search_seed']}; lowest last recorded loss wins, "
-                          f"NaN skipped): " + ", ".join(f"{fmt(e['lr'])} → {fmt(e['score'])}" for e in andi.tuning)
-                      + f". Chosen {fmt(andi.chosen_lr)}; the paper reports {fmt(paper.get(t.task))}."]
+            lines += [
+                "",
+                f"ANDI grid search (seed {m['spec']['search_seed']}; lowest last recorded loss wins, "
+                f"NaN skipped): "
+                + ", ".join(f"{fmt(e['lr'])} → {fmt(e['score'])}" for e in andi.tuning)
+                + f". Chosen {fmt(andi.chosen_lr)}; the paper reports {fmt(paper.get(t.task))}.",
+            ]
         lines += ["", *_comparison_lines(t, "loss"), "", "_Two seeds, one of them the tuning seed: not evidence._", ""]
         if fig_dir is not None:
             if andi is not None:
                 p = _lr_plot(t, fig_dir / f"{prefix}-{t.task}-lr.png", "loss at last record", t.task == "saddle")
                 lines += [f"![{t.task} ANDI lr search]({rel / p.name})", ""]
             if t.task in _FIG1_ORDER:
-                fig1.append(Panel(_FIG1_TITLES[t.task], _bands(t, "train"), "training loss (minibatch)",
-                                  logy=t.task == "saddle"))
+                fig1.append(
+                    Panel(
+                        _FIG1_TITLES[t.task], _bands(t, "train"), "training loss (minibatch)", logy=t.task == "saddle"
+                    )
+                )
     if fig_dir is not None and fig1:
         order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
         fig1.sort(key=lambda p: order[p.title])
-        p = save_panels(fig_dir / f"{prefix}-figure1.png", fig1, "Replay of the paper's Figure 1 (median and "
-                        "range over seeds 42, 1337)")
+        p = save_panels(
+            fig_dir / f"{prefix}-figure1.png",
+            fig1,
+            "Replay of the paper's Figure 1 (median and range over seeds 42, 1337)",
+        )
         lines += ["### Figure 1 (replay)", "", f"![figure 1 replay]({rel / p.name})", ""]
     return lines
 
@@ -564,8 +684,10 @@ def _render(results_dir: Path, out: Path, figures: bool) -> str:
     )
     manifests = store.manifests()
     if not manifests:
-        raise FileNotFoundError(f"no manifest-*.json in {results_dir}: run `andi-bench quick` or "
-                                "`andi-bench run` with --out pointing there first")
+        raise FileNotFoundError(
+            f"no manifest-*.json in {results_dir}: run `andi-bench quick` or "
+            "`andi-bench run` with --out pointing there first"
+        )
     fig_dir = out.parent / "figures" if figures else None
     recs = _Records(store)
     groups: dict[tuple[str, str, str], list[dict]] = {}
@@ -589,18 +711,24 @@ def _render(results_dir: Path, out: Path, figures: bool) -> str:
         analysed += group
     lines += [*_env_lines(analysed), ""]
     if recs.missing:
-        lines += [f"> **{len(recs.missing)} record(s) named by a manifest are missing or corrupt** and were left "
-                  "out; re-run the same command to recompute them.", ""]
+        lines += [
+            f"> **{len(recs.missing)} record(s) named by a manifest are missing or corrupt** and were left "
+            "out; re-run the same command to recompute them.",
+            "",
+        ]
     tuning_keys = [k for m in manifests for a in m["arms"] for t in a.get("tuning", []) for k in t["keys"]]
     named = [recs.peek(k) for k in tuning_keys] + list(recs.cache.values())
     failed_records = {r["key"]: r for r in named if r is not None and r.get("status") == "failed"}
     if failed_records:
         failed, first = sorted(failed_records), next(iter(failed_records.values()))
         last_line = (first.get("error") or "").strip().splitlines()[-1:] or ["?"]
-        lines += [f"> **{len(failed)} run(s) failed with an error** (twice: each was retried once), e.g. "
-                  f"`{first['config']['task']}/{first['config']['optimizer']}` lr {fmt(first['config']['lr'])}: "
-                  f"`{last_line[0]}`. A failed tuning run scores like a diverged one; failed reporting runs are "
-                  "counted as failed in `n`. Tracebacks are in the records (`error`); re-run the same command to "
-                  "retry them.", ""]
+        lines += [
+            f"> **{len(failed)} run(s) failed with an error** (twice: each was retried once), e.g. "
+            f"`{first['config']['task']}/{first['config']['optimizer']}` lr {fmt(first['config']['lr'])}: "
+            f"`{last_line[0]}`. A failed tuning run scores like a diverged one; failed reporting runs are "
+            "counted as failed in `n`. Tracebacks are in the records (`error`); re-run the same command to "
+            "retry them.",
+            "",
+        ]
     lines += body
     return "\n".join(lines).rstrip() + "\n"

@@ -126,8 +126,13 @@ class RunConfig:
             raise ValueError(f"RunConfig.train_record_every must be >= 1, got {self.train_record_every}")
         if self.lr <= 0:
             raise ValueError(f"RunConfig.lr must be positive, got {self.lr}")
-        for name, allowed in (("size", SIZES), ("schedule", SCHEDULES), ("eval_split", EVAL_SPLITS),
-                              ("roles", ROLE_MODES), ("dtype", _DTYPES)):
+        for name, allowed in (
+            ("size", SIZES),
+            ("schedule", SCHEDULES),
+            ("eval_split", EVAL_SPLITS),
+            ("roles", ROLE_MODES),
+            ("dtype", _DTYPES),
+        ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RunConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
         items = self.optimizer_kwargs.items() if isinstance(self.optimizer_kwargs, Mapping) else self.optimizer_kwargs
@@ -208,7 +213,11 @@ def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[to
     else:
         roles = {name: "hidden_matrix" for name, _ in model.named_parameters()}
     optimizer = andi.create_optimizer(
-        config.optimizer, model, lr=config.lr, roles=roles, weight_decay=config.weight_decay,
+        config.optimizer,
+        model,
+        lr=config.lr,
+        roles=roles,
+        weight_decay=config.weight_decay,
         **dict(config.optimizer_kwargs),
     )
     return optimizer, roles
@@ -275,11 +284,13 @@ def _prepare_run(config: RunConfig, data_root: str | os.PathLike[str] | None) ->
     model = task.build_model(config.init_seed).to(device=device, dtype=dtype)
     model.train()
     optimizer, roles = build_optimizer(config, model, task)
-    scheduler = lr_scheduler(optimizer, config.schedule, steps, warmup_frac=config.warmup_frac,
-                             decay_frac=config.decay_frac)
+    scheduler = lr_scheduler(
+        optimizer, config.schedule, steps, warmup_frac=config.warmup_frac, decay_frac=config.decay_frac
+    )
     batches = task.train_batches(config.data_seed, batch_size=batch_size, device=device, dtype=dtype)
-    return _PreparedRun(config, task, device, model, optimizer, roles, scheduler, batches, steps, batch_size,
-                        eval_every, split_mode)
+    return _PreparedRun(
+        config, task, device, model, optimizer, roles, scheduler, batches, steps, batch_size, eval_every, split_mode
+    )
 
 
 def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
@@ -349,8 +360,13 @@ def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
 
 def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: float) -> dict:
     """The run's JSON record (schema :data:`SCHEMA_VERSION`); ``started`` is the ``perf_counter`` at :func:`run`."""
-    config, task, model, optimizer, device = (prepared.config, prepared.task, prepared.model, prepared.optimizer,
-                                              prepared.device)
+    config, task, model, optimizer, device = (
+        prepared.config,
+        prepared.task,
+        prepared.model,
+        prepared.optimizer,
+        prepared.device,
+    )
     if device.type == "cuda":
         peak, peak_kind = int(torch.cuda.max_memory_allocated(device)), "cuda"
     else:
@@ -366,10 +382,18 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
         "versions": versions(),
         "device": device_info(device),
         "task_info": task.describe(),
-        "resolved": {"steps": prepared.steps, "batch_size": prepared.batch_size, "eval_every": prepared.eval_every,
-                     "split_mode": prepared.split_mode, "param_count": sum(p.numel() for p in model.parameters())},
-        "optimizer_info": {"class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
-                           "param_groups": len(optimizer.param_groups), "roles": prepared.roles},
+        "resolved": {
+            "steps": prepared.steps,
+            "batch_size": prepared.batch_size,
+            "eval_every": prepared.eval_every,
+            "split_mode": prepared.split_mode,
+            "param_count": sum(p.numel() for p in model.parameters()),
+        },
+        "optimizer_info": {
+            "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+            "param_groups": len(optimizer.param_groups),
+            "roles": prepared.roles,
+        },
         "train": {"steps": history.train_steps, "loss": history.train_loss},
         "eval": {"steps": history.eval_steps, **history.eval_values},
         "final": {

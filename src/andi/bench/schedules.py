@@ -73,7 +73,11 @@ def make_schedule(
 
 
 def lr_scheduler(
-    optimizer: torch.optim.Optimizer, name: str, total_steps: int, *, warmup_frac: float = 0.02,
+    optimizer: torch.optim.Optimizer,
+    name: str,
+    total_steps: int,
+    *,
+    warmup_frac: float = 0.02,
     decay_frac: float = 0.4,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """``LambdaLR`` applying :func:`make_schedule` to every param group of ``optimizer``."""

@@ -413,9 +413,7 @@ def geometric_mean_speedup(
         def capped(t: float, best: float = best) -> float:
             return min(t, r_max * best)
 
-        logs.append(
-            math.log(capped(times[baseline].get(w, math.inf))) - math.log(capped(times[arm].get(w, math.inf)))
-        )
+        logs.append(math.log(capped(times[baseline].get(w, math.inf))) - math.log(capped(times[arm].get(w, math.inf))))
     if not logs:
         return math.nan
     return math.exp(math.fsum(logs) / len(logs))

@@ -68,15 +68,26 @@ SHAPE_SETS = ("gpt124m", "32x4096^2", "8x1024^2", "square-sweep", "tiny")
 _SWEEP_SIDES = (256, 512, 1024, 2048, 4096, 8192)
 _CPU_SWEEP_CAP = 2048
 _INTERLEAVE_ROUNDS = 4
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
-           "float64": torch.float64}
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 # Theoretical peak memory bandwidth (GB/s, 1e9 B/s) of common GPUs, from the vendors' data sheets; the first
 # substring found in torch.cuda.get_device_name() wins, so the more specific names come first.
 _GPU_PEAK_GBPS: tuple[tuple[str, float], ...] = (
-    ("GH200", 4000.0), ("H200", 4800.0), ("H100 NVL", 3900.0), ("H100 PCIe", 2000.0), ("H100", 3350.0),
-    ("H800", 3350.0), ("A100-SXM4-80GB", 2039.0), ("A100 80GB PCIe", 1935.0), ("A100", 1555.0),
-    ("L40S", 864.0), ("L4", 300.0), ("A10G", 600.0), ("V100", 900.0), ("RTX 4090", 1008.0),
-    ("B200", 8000.0), ("MI300X", 5300.0),
+    ("GH200", 4000.0),
+    ("H200", 4800.0),
+    ("H100 NVL", 3900.0),
+    ("H100 PCIe", 2000.0),
+    ("H100", 3350.0),
+    ("H800", 3350.0),
+    ("A100-SXM4-80GB", 2039.0),
+    ("A100 80GB PCIe", 1935.0),
+    ("A100", 1555.0),
+    ("L40S", 864.0),
+    ("L4", 300.0),
+    ("A10G", 600.0),
+    ("V100", 900.0),
+    ("RTX 4090", 1008.0),
+    ("B200", 8000.0),
+    ("MI300X", 5300.0),
 )
 
 
@@ -101,13 +112,21 @@ def gpt124m_shapes() -> list[tuple[int, ...]]:
     d, vocab, ctx, layers = 768, 50257, 1024, 12
     shapes: list[tuple[int, ...]] = [(vocab, d), (ctx, d)]
     for _ in range(layers):
-        shapes += [(d,), (d,),                    # ln_1
-                   (3 * d, d), (3 * d,),          # attn.c_attn
-                   (d, d), (d,),                  # attn.c_proj
-                   (d,), (d,),                    # ln_2
-                   (4 * d, d), (4 * d,),          # mlp.c_fc
-                   (d, 4 * d), (d,)]              # mlp.c_proj
-    return [*shapes, (d,), (d,)]                  # ln_f
+        shapes += [
+            (d,),
+            (d,),  # ln_1
+            (3 * d, d),
+            (3 * d,),  # attn.c_attn
+            (d, d),
+            (d,),  # attn.c_proj
+            (d,),
+            (d,),  # ln_2
+            (4 * d, d),
+            (4 * d,),  # mlp.c_fc
+            (d, 4 * d),
+            (d,),
+        ]  # mlp.c_proj
+    return [*shapes, (d,), (d,)]  # ln_f
 
 
 def resolve_shape_set(name: str, *, device_type: str = "cpu", max_side: int | None = None) -> list[Case]:
@@ -163,9 +182,13 @@ def measure_peak_bandwidth(device: torch.device | str, *, mib: int = 256, repeat
     copy = 2 * x.nbytes / _best_seconds(lambda: x.copy_(y), device, repeats) / 1e9
     triad = 3 * x.nbytes / _best_seconds(lambda: torch.add(y, z, alpha=3.0, out=x), device, repeats) / 1e9
     axpy = 3 * x.nbytes / _best_seconds(lambda: x.add_(y, alpha=0.5), device, repeats) / 1e9
-    out: dict[str, Any] = {"copy_gbps": copy, "triad_gbps": triad, "axpy_gbps": axpy,
-                           "peak_gbps": max(copy, triad, axpy),
-                           "source": f"measured (max of STREAM copy/triad/in-place axpy, {mib} MiB fp32)"}
+    out: dict[str, Any] = {
+        "copy_gbps": copy,
+        "triad_gbps": triad,
+        "axpy_gbps": axpy,
+        "peak_gbps": max(copy, triad, axpy),
+        "source": f"measured (max of STREAM copy/triad/in-place axpy, {mib} MiB fp32)",
+    }
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         for key, gbps in _GPU_PEAK_GBPS:
@@ -229,8 +252,12 @@ class _Trial:
     def state_bytes(self) -> int:
         """Sum of ``nbytes`` over the optimizer's state tensors (kept after :meth:`release`)."""
         if self.optimizer is not None:
-            self._state_bytes = sum(v.numel() * v.element_size() for state in self.optimizer.state.values()
-                                    for v in state.values() if isinstance(v, Tensor))
+            self._state_bytes = sum(
+                v.numel() * v.element_size()
+                for state in self.optimizer.state.values()
+                for v in state.values()
+                if isinstance(v, Tensor)
+            )
         return self._state_bytes
 
     def release(self, device: torch.device) -> None:
@@ -245,10 +272,19 @@ class _Trial:
 def _row(trial: _Trial, case: Case, device: torch.device, dtype: torch.dtype, peak: float, warmup: int) -> dict:
     t = sorted(trial.times)
     row: dict[str, Any] = {
-        "case": case.name, "shape_set": case.shape_set, "optimizer": trial.arm.name,
-        "description": trial.arm.description, "status": trial.status, "reason": trial.reason,
-        "device": device.type, "dtype": str(dtype).removeprefix("torch."), "numel": trial.numel,
-        "case_numel": case.numel, "n_tensors": trial.n_tensors, "warmup": warmup, "repeats": len(t),
+        "case": case.name,
+        "shape_set": case.shape_set,
+        "optimizer": trial.arm.name,
+        "description": trial.arm.description,
+        "status": trial.status,
+        "reason": trial.reason,
+        "device": device.type,
+        "dtype": str(dtype).removeprefix("torch."),
+        "numel": trial.numel,
+        "case_numel": case.numel,
+        "n_tensors": trial.n_tensors,
+        "warmup": warmup,
+        "repeats": len(t),
         "times_s": trial.times,
     }
     if trial.status != "ok" or not t:
@@ -258,9 +294,16 @@ def _row(trial: _Trial, case: Case, device: torch.device, dtype: torch.dtype, pe
     traffic = TRAFFIC_ELEMENTS * trial.numel * elem
     state = trial.state_bytes()
     row.update(
-        median_s=median, p25_s=t[len(t) // 4], p75_s=t[(3 * len(t)) // 4], min_s=t[0], mean_s=statistics.fmean(t),
-        ns_per_param=median / trial.numel * 1e9, traffic_bytes=traffic, gbps=traffic / median / 1e9,
-        frac_of_peak=traffic / median / 1e9 / peak if peak > 0 else None, state_bytes=state,
+        median_s=median,
+        p25_s=t[len(t) // 4],
+        p75_s=t[(3 * len(t)) // 4],
+        min_s=t[0],
+        mean_s=statistics.fmean(t),
+        ns_per_param=median / trial.numel * 1e9,
+        traffic_bytes=traffic,
+        gbps=traffic / median / 1e9,
+        frac_of_peak=traffic / median / 1e9 / peak if peak > 0 else None,
+        state_bytes=state,
         state_bytes_per_param=state / trial.numel,
     )
     return row
@@ -272,8 +315,17 @@ def _estimate_bytes(case: Case, n_arms: int, dtype: torch.dtype) -> int:
 
 
 def _run_case(
-    case: Case, arms: Sequence[Arm], device: torch.device, dtype: torch.dtype, *, repeats: int, warmup: int,
-    seed: int, max_seconds: float | None, interleave: bool, log: Callable[[str], None],
+    case: Case,
+    arms: Sequence[Arm],
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    repeats: int,
+    warmup: int,
+    seed: int,
+    max_seconds: float | None,
+    interleave: bool,
+    log: Callable[[str], None],
 ) -> list[_Trial]:
     """Warm up then time every arm; interleaved arms take turns step by step, rotating who goes first."""
 
@@ -295,8 +347,10 @@ def _run_case(
         if max_seconds is not None and last * repeats > max_seconds:
             trial.release(device)
             trial.status = "skipped"
-            trial.reason = (f"estimated {last * repeats:.0f} s for {repeats} steps (last warm-up step {last:.3g} s) "
-                            f"exceeds max_seconds={max_seconds:g}")
+            trial.reason = (
+                f"estimated {last * repeats:.0f} s for {repeats} steps (last warm-up step {last:.3g} s) "
+                f"exceeds max_seconds={max_seconds:g}"
+            )
             log(f"  {arm.name}: skipped ({trial.reason})")
         return trial
 
@@ -387,10 +441,19 @@ def run_step_bench(
         else:
             budget = 2 * 2**30 if device.type == "cpu" else torch.cuda.mem_get_info(device)[0] // 4
             inter = _estimate_bytes(case, len(names), dtype) <= budget
-        log(f"{case.name}: {len(case.shapes)} tensors, {case.numel:,} parameters"
-            f"{' (interleaved)' if inter else ''}")
-        trials = _run_case(case, [known[n] for n in names], device, dtype, repeats=repeats, warmup=warmup,
-                           seed=seed, max_seconds=max_seconds, interleave=inter, log=log)
+        log(f"{case.name}: {len(case.shapes)} tensors, {case.numel:,} parameters{' (interleaved)' if inter else ''}")
+        trials = _run_case(
+            case,
+            [known[n] for n in names],
+            device,
+            dtype,
+            repeats=repeats,
+            warmup=warmup,
+            seed=seed,
+            max_seconds=max_seconds,
+            interleave=inter,
+            log=log,
+        )
         case_rows = [_row(t, case, device, dtype, peak_gbps, warmup) for t in trials]
         ref = next((r for r in case_rows if r["optimizer"] == base and r["status"] == "ok"), None)
         for r in case_rows:
@@ -403,10 +466,18 @@ def run_step_bench(
         del trials
         gc.collect()
     meta = {
-        "device": device_info(device), "dtype": str(dtype).removeprefix("torch."), "repeats": repeats,
-        "warmup": warmup, "seed": seed, "baseline": base, "peak_bandwidth": peak_info,
-        "traffic_model": f"{TRAFFIC_ELEMENTS} * N * element_size bytes per step", "versions": versions(),
-        "shape_sets": list(shape_sets), "max_side": max_side, "max_seconds": max_seconds,
+        "device": device_info(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "repeats": repeats,
+        "warmup": warmup,
+        "seed": seed,
+        "baseline": base,
+        "peak_bandwidth": peak_info,
+        "traffic_model": f"{TRAFFIC_ELEMENTS} * N * element_size bytes per step",
+        "versions": versions(),
+        "shape_sets": list(shape_sets),
+        "max_side": max_side,
+        "max_seconds": max_seconds,
         "timer": "cuda events after synchronize" if device.type == "cuda" else "time.perf_counter",
         "load_average": {"before": load_before, "after": _load_average()},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -422,24 +493,43 @@ def _parser() -> argparse.ArgumentParser:
         prog="andi-bench step",
         description="Time optimizer.step() alone for ANDI's paths and the baselines; JSON + markdown + PNG.",
     )
-    p.add_argument("--shapes", nargs="+", default=["8x1024^2"], metavar="SET",
-                   help=f"shape sets: {', '.join(SHAPE_SETS)}, KxN^2 or KxMxN (default 8x1024^2)")
-    p.add_argument("--optimizers", nargs="+", default=None, metavar="ARM",
-                   help="arms (see --list); 'default' = built-ins usable here, 'all' = also the registry's")
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["8x1024^2"],
+        metavar="SET",
+        help=f"shape sets: {', '.join(SHAPE_SETS)}, KxN^2 or KxMxN (default 8x1024^2)",
+    )
+    p.add_argument(
+        "--optimizers",
+        nargs="+",
+        default=None,
+        metavar="ARM",
+        help="arms (see --list); 'default' = built-ins usable here, 'all' = also the registry's",
+    )
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     p.add_argument("--dtype", default="float32", choices=sorted(_DTYPES))
     p.add_argument("--repeats", type=int, default=20, help="timed steps per arm (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
     p.add_argument("--max-side", type=int, default=None, help="largest square-sweep side (CPU default 2048)")
-    p.add_argument("--max-seconds", type=float, default=None,
-                   help="skip an arm whose timed run on a case is estimated to exceed this")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="skip an arm whose timed run on a case is estimated to exceed this",
+    )
     p.add_argument("--interleave", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--peak-gbps", type=float, default=None,
-                   help="peak bandwidth to report against (default: data sheet for known GPUs, else measured)")
+    p.add_argument(
+        "--peak-gbps",
+        type=float,
+        default=None,
+        help="peak bandwidth to report against (default: data sheet for known GPUs, else measured)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for a CPU run")
-    p.add_argument("--out", default="andi-bench-results/step",
-                   help="output directory (default andi-bench-results/step)")
+    p.add_argument(
+        "--out", default="andi-bench-results/step", help="output directory (default andi-bench-results/step)"
+    )
     p.add_argument("--no-plot", action="store_true", help="skip the PNG")
     p.add_argument("--list", action="store_true", help="list shape sets and arms, then exit")
     p.add_argument("--quiet", action="store_true")
@@ -449,8 +539,11 @@ def _parser() -> argparse.ArgumentParser:
 def cli_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``andi-bench step``; returns the exit status (1 when an arm raised)."""
     args = _parser().parse_args(argv)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
+    device = (
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if args.device == "auto"
         else torch.device(args.device)
+    )
     if args.list:
         print("shape sets:", ", ".join(SHAPE_SETS), "(and KxN^2, KxMxN)")
         for name, arm in available_arms().items():
@@ -467,9 +560,17 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
         result = run_step_bench(
-            args.shapes, arms, device, args.dtype, args.repeats, warmup=args.warmup, max_side=args.max_side,
-            max_seconds=args.max_seconds, interleave={"on": True, "off": False}.get(args.interleave, "auto"),
-            seed=args.seed, log=log,
+            args.shapes,
+            arms,
+            device,
+            args.dtype,
+            args.repeats,
+            warmup=args.warmup,
+            max_side=args.max_side,
+            max_seconds=args.max_seconds,
+            interleave={"on": True, "off": False}.get(args.interleave, "auto"),
+            seed=args.seed,
+            log=log,
             peak=None if args.peak_gbps is None else {"peak_gbps": args.peak_gbps, "source": "given (--peak-gbps)"},
         )
     except ValueError as exc:

@@ -54,9 +54,16 @@ def format_markdown(result: Mapping[str, Any]) -> str:
 
 # Families keep the report's colours (ANDI green solid, AdamW blue dotted, Muon orange dash-dot); paths of one
 # family differ by shade.
-_STYLES = {"andi-single": ("#74c476", "-"), "andi-foreach": ("#31a354", "-"), "andi-compiled": ("#006d2c", "-"),
-           "andi-fused": ("#00441b", "-"), "adamw-foreach": ("#6baed6", ":"), "adamw-fused": ("#08519c", ":"),
-           "sgd-nesterov": ("tab:gray", "--"), "muon": ("tab:orange", "-.")}
+_STYLES = {
+    "andi-single": ("#74c476", "-"),
+    "andi-foreach": ("#31a354", "-"),
+    "andi-compiled": ("#006d2c", "-"),
+    "andi-fused": ("#00441b", "-"),
+    "adamw-foreach": ("#6baed6", ":"),
+    "adamw-fused": ("#08519c", ":"),
+    "sgd-nesterov": ("tab:gray", "--"),
+    "muon": ("tab:orange", "-."),
+}
 _MARKERS = "osD^v<>px*h"
 
 
@@ -73,15 +80,23 @@ def plot_results(result: Mapping[str, Any], path: str | Path) -> Path:
     arms = list(dict.fromkeys(r["optimizer"] for r in rows))
     for i, arm in enumerate(arms):
         color, ls = _STYLES.get(arm, (f"C{i % 10}", "--"))
-        pts = sorted(((r["numel"], r["median_s"], r["ns_per_param"], r["shape_set"]) for r in rows
-                      if r["optimizer"] == arm), key=lambda p: p[0])
+        pts = sorted(
+            ((r["numel"], r["median_s"], r["ns_per_param"], r["shape_set"]) for r in rows if r["optimizer"] == arm),
+            key=lambda p: p[0],
+        )
         marker = _MARKERS[i % len(_MARKERS)]
         for ax, k in ((ax_t, 1), (ax_n, 2)):
             for j, sset in enumerate(dict.fromkeys(p[3] for p in pts)):
                 xs = [p[0] for p in pts if p[3] == sset]
                 ys = [p[k] for p in pts if p[3] == sset]
-                ax.plot(xs, ys, color=color, linestyle=ls if len(xs) > 1 else "none", marker=marker,
-                        label=arm if j == 0 else None)
+                ax.plot(
+                    xs,
+                    ys,
+                    color=color,
+                    linestyle=ls if len(xs) > 1 else "none",
+                    marker=marker,
+                    label=arm if j == 0 else None,
+                )
     meta = result["meta"]
     for ax, ylabel in ((ax_t, "optimizer.step() median [s]"), (ax_n, "ns per parameter")):
         ax.set_xscale("log")
@@ -108,5 +123,3 @@ def write_outputs(result: Mapping[str, Any], out_dir: str | Path, *, plot: bool 
     if plot:
         paths["png"] = plot_results(result, out / "step_bench.png")
     return paths
-
-

@@ -143,8 +143,9 @@ class _Progress:
         for (_, arm), n in self.expected.items():
             per_arm[arm] += n
         arms = " ".join(f"{arm} {self.done[arm]}/{n}" for arm, n in per_arm.items())
-        self.bar.set_postfix_str(f"{done} done, {self.running} running, {total - done - self.running} left | {arms}",
-                                 refresh=False)
+        self.bar.set_postfix_str(
+            f"{done} done, {self.running} running, {total - done - self.running} left | {arms}", refresh=False
+        )
 
     def close(self) -> None:
         if self.bar is not None:
@@ -257,8 +258,9 @@ class Sweep:
         results: dict[str, dict] = {}
         errors: dict[str, list[str]] = {}
         todo, delay, waited = configs, self.poll_s, False
-        spec = RunSpec(self.run_fn, None if self.data_root is None else str(self.data_root),
-                       self.progress and self.executor.inline)
+        spec = RunSpec(
+            self.run_fn, None if self.data_root is None else str(self.data_root), self.progress and self.executor.inline
+        )
         while todo:
             deferred: list[RunConfig] = []
             retry: list[RunConfig] = []
@@ -296,8 +298,14 @@ class Sweep:
                             else:
                                 errors.setdefault(key, []).append(outcome.error or "unknown error")
                                 if len(errors[key]) < ATTEMPTS:
-                                    logger.warning("run %s/%s lr=%g seed %d failed; retrying it once:\n%s", cfg.task,
-                                                   cfg.optimizer, cfg.lr, cfg.init_seed, _indent(errors[key][-1]))
+                                    logger.warning(
+                                        "run %s/%s lr=%g seed %d failed; retrying it once:\n%s",
+                                        cfg.task,
+                                        cfg.optimizer,
+                                        cfg.lr,
+                                        cfg.init_seed,
+                                        _indent(errors[key][-1]),
+                                    )
                                     retry.append(cfg)
                                 else:
                                     results[key] = self._store_failure(outcome, errors[key])
@@ -323,8 +331,13 @@ class Sweep:
 
     def _execution(self, outcome: Outcome) -> dict[str, Any]:
         ex = self.executor
-        return {"executor": ex.name, "workers": ex.capacity, "host": outcome.host, "threads": outcome.threads,
-                "packed": ex.packed}
+        return {
+            "executor": ex.name,
+            "workers": ex.capacity,
+            "host": outcome.host,
+            "threads": outcome.threads,
+            "packed": ex.packed,
+        }
 
     def _store_record(self, outcome: Outcome) -> dict:
         cfg = outcome.config
@@ -337,11 +350,27 @@ class Sweep:
 
     def _store_failure(self, outcome: Outcome, errors: list[str]) -> dict:
         cfg = outcome.config
-        logger.error("run %s/%s lr=%g seed %d failed %d times; stored as failed (key %s):\n%s", cfg.task,
-                     cfg.optimizer, cfg.lr, cfg.init_seed, len(errors), cfg.key()[:12], _indent(errors[-1]))
-        record = {"schema": RECORD_SCHEMA, "key": cfg.key(), "config": cfg.to_dict(), "status": "failed",
-                  "error": errors[-1], "errors": errors, "attempts": len(errors), "failed_at": time.time(),
-                  "execution": self._execution(outcome)}
+        logger.error(
+            "run %s/%s lr=%g seed %d failed %d times; stored as failed (key %s):\n%s",
+            cfg.task,
+            cfg.optimizer,
+            cfg.lr,
+            cfg.init_seed,
+            len(errors),
+            cfg.key()[:12],
+            _indent(errors[-1]),
+        )
+        record = {
+            "schema": RECORD_SCHEMA,
+            "key": cfg.key(),
+            "config": cfg.to_dict(),
+            "status": "failed",
+            "error": errors[-1],
+            "errors": errors,
+            "attempts": len(errors),
+            "failed_at": time.time(),
+            "execution": self._execution(outcome),
+        }
         self.store.save(record)
         self.failed.append(cfg.key())
         return _json_normal(record)
@@ -363,8 +392,13 @@ def _indent(text: str) -> str:
 
 
 # ============================================================================================= protocols
-def drive(plans: Mapping[str, Plan], sweep: Sweep, *, planned: Mapping[str, Mapping[str, int]] | None = None,
-          desc: str = "sweep") -> dict[str, dict[str, Any]]:
+def drive(
+    plans: Mapping[str, Plan],
+    sweep: Sweep,
+    *,
+    planned: Mapping[str, Mapping[str, int]] | None = None,
+    desc: str = "sweep",
+) -> dict[str, dict[str, Any]]:
     """Run ``plans`` (by task) together: each round executes the union of every unfinished plan's next stage.
 
     Each manifest is written (merged) as soon as its plan returns; returns them by task. ``planned`` (runs per
@@ -382,8 +416,13 @@ def drive(plans: Mapping[str, Plan], sweep: Sweep, *, planned: Mapping[str, Mapp
             except StopIteration as done:
                 current.pop(task, None)
                 manifests[task] = sweep.write_manifest(done.value)
-                logger.info("%s/%s done (%d runs computed, %d reused so far)", done.value["protocol"], task,
-                            sweep.computed, sweep.reused)
+                logger.info(
+                    "%s/%s done (%d runs computed, %d reused so far)",
+                    done.value["protocol"],
+                    task,
+                    sweep.computed,
+                    sweep.reused,
+                )
 
         for task in plans:
             advance(task, None)
@@ -395,7 +434,7 @@ def drive(plans: Mapping[str, Plan], sweep: Sweep, *, planned: Mapping[str, Mapp
             i = 0
             for task in tasks:
                 n = len(current[task].configs)
-                advance(task, records[i:i + n])
+                advance(task, records[i : i + n])
                 i += n
     return {task: manifests[task] for task in plans}
 
@@ -426,8 +465,7 @@ def run_fair(
     dtype: str = "float32",
 ) -> dict[str, Any]:
     """The fair protocol on one task (:func:`andi.bench.plans.fair_plan`); returns (and writes) its manifest."""
-    return run_protocol(protocol, sweep, tasks=[task], size=size, arms=arms, steps=steps, device=device,
-                        dtype=dtype)[0]
+    return run_protocol(protocol, sweep, tasks=[task], size=size, arms=arms, steps=steps, device=device, dtype=dtype)[0]
 
 
 def run_protocol(
@@ -450,11 +488,11 @@ def run_protocol(
             if arms is not None:
                 raise ValueError("the replay protocol has fixed arms; --optimizers does not apply to it")
             default = None if steps is not None or size == "full" else sweep.task_info(task, size).default_steps
-            plans[task] = replay_plan(protocol, task, size=size, default_steps=default, steps=steps, device=device,
-                                      dtype=dtype)
+            plans[task] = replay_plan(
+                protocol, task, size=size, default_steps=default, steps=steps, device=device, dtype=dtype
+            )
         else:
             plans[task] = fair_plan(protocol, task, size=size, arms=arms, steps=steps, device=device, dtype=dtype)
     planned = {task: planned_runs(protocol, arms) for task in tasks}
     manifests = drive(plans, sweep, planned=planned, desc=f"{protocol.name} {','.join(tasks)}")
     return [manifests[t] for t in tasks]
-

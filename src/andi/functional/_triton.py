@@ -58,8 +58,7 @@ def _tile(meta, tiles, pid, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _rowcol_sumsq(meta, tiles, rowsq, colpart, G_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr,
-                  BLOCK_N: tl.constexpr):
+def _rowcol_sumsq(meta, tiles, rowsq, colpart, G_DTYPE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
     pid = tl.program_id(0)
     _, bm, row, m, n, _, rows = _tile(meta, tiles, pid, BLOCK_M, BLOCK_N)
     g_ptr = tl.load(row).to(tl.pointer_type(G_DTYPE))
@@ -97,8 +96,19 @@ def _col_reduce(meta, col_tiles, colpart, colsq, BLOCK_M: tl.constexpr, BLOCK_N:
 
 
 @triton.jit
-def _sumsq_partials(meta, tiles, rowsq, colsq, eqpart, nupart, eps, G_DTYPE: tl.constexpr,
-                    EQUILIBRATE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _sumsq_partials(
+    meta,
+    tiles,
+    rowsq,
+    colsq,
+    eqpart,
+    nupart,
+    eps,
+    G_DTYPE: tl.constexpr,
+    EQUILIBRATE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     pid = tl.program_id(0)
     _, _, row, m, n, numel, rows = _tile(meta, tiles, pid, BLOCK_M, BLOCK_N)
     g_ptr = tl.load(row).to(tl.pointer_type(G_DTYPE))
@@ -148,10 +158,31 @@ def _scales(ranges, eqpart, nupart, scale, finite, eps, EQUILIBRATE: tl.constexp
 
 
 @triton.jit
-def _apply(meta, tiles, rowsq, colsq, scale, finite, all_finite, lr_ptr, lr, momentum, weight_decay, eps,
-           per_tensor_gate, G_DTYPE: tl.constexpr, P_DTYPE: tl.constexpr, B_DTYPE: tl.constexpr,
-           EQUILIBRATE: tl.constexpr, HAS_MOMENTUM: tl.constexpr, NESTEROV: tl.constexpr,
-           MAXIMIZE: tl.constexpr, LR_IS_TENSOR: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _apply(
+    meta,
+    tiles,
+    rowsq,
+    colsq,
+    scale,
+    finite,
+    all_finite,
+    lr_ptr,
+    lr,
+    momentum,
+    weight_decay,
+    eps,
+    per_tensor_gate,
+    G_DTYPE: tl.constexpr,
+    P_DTYPE: tl.constexpr,
+    B_DTYPE: tl.constexpr,
+    EQUILIBRATE: tl.constexpr,
+    HAS_MOMENTUM: tl.constexpr,
+    NESTEROV: tl.constexpr,
+    MAXIMIZE: tl.constexpr,
+    LR_IS_TENSOR: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     pid = tl.program_id(0)
     t, _, row, m, n, numel, rows = _tile(meta, tiles, pid, BLOCK_M, BLOCK_N)
     ok = tl.where(per_tensor_gate != 0, tl.load(finite + t), tl.load(all_finite))
@@ -192,8 +223,9 @@ def _apply(meta, tiles, rowsq, colsq, scale, finite, all_finite, lr_ptr, lr, mom
 class _Plan:
     """Host-side tables for one set of tensors (one branch, one dtype triple), cached by shapes and pointers."""
 
-    def __init__(self, params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Sequence[Tensor] | None,
-                 equilibrate: bool) -> None:
+    def __init__(
+        self, params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Sequence[Tensor] | None, equilibrate: bool
+    ) -> None:
         device = params[0].device
         meta, tiles, col_tiles, ranges = [], [], [], [0]
         row_off = col_off = cp_off = 0
@@ -227,8 +259,13 @@ _plans: OrderedDict[tuple, _Plan] = OrderedDict()
 
 
 def _plan(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Sequence[Tensor] | None, eq: bool) -> _Plan:
-    key = (eq, tuple((p.data_ptr(), g.data_ptr(), b.data_ptr() if bufs is not None else 0, p.shape)
-                     for p, g, b in zip(params, grads, bufs if bufs is not None else params)))
+    key = (
+        eq,
+        tuple(
+            (p.data_ptr(), g.data_ptr(), b.data_ptr() if bufs is not None else 0, p.shape)
+            for p, g, b in zip(params, grads, bufs if bufs is not None else params)
+        ),
+    )
     plan = _plans.get(key)
     if plan is None:
         plan = _plans[key] = _Plan(params, grads, bufs, eq)
@@ -240,8 +277,17 @@ def _plan(params: Sequence[Tensor], grads: Sequence[Tensor], bufs: Sequence[Tens
 
 
 def triton_andi_step(
-    params: list[Tensor], grads: list[Tensor], bufs: list[Tensor], *, equilibrate: tuple[bool, ...],
-    lr: float | Tensor, momentum: float, weight_decay: float, eps: float, nesterov: bool, maximize: bool,
+    params: list[Tensor],
+    grads: list[Tensor],
+    bufs: list[Tensor],
+    *,
+    equilibrate: tuple[bool, ...],
+    lr: float | Tensor,
+    momentum: float,
+    weight_decay: float,
+    eps: float,
+    nesterov: bool,
+    maximize: bool,
     per_tensor_gate: bool,
 ) -> Tensor:
     """One ANDI step over contiguous fp32/bf16/fp16 tensors of one CUDA device; returns per-tensor finite flags.
@@ -259,8 +305,11 @@ def triton_andi_step(
         groups.setdefault(key, []).append(i)
 
     lr_is_tensor = isinstance(lr, Tensor)
-    lr_ptr = lr.detach().reshape(()).to(device=device, dtype=torch.float32) if lr_is_tensor else \
-        torch.empty((), device=device)
+    lr_ptr = (
+        lr.detach().reshape(()).to(device=device, dtype=torch.float32)
+        if lr_is_tensor
+        else torch.empty((), device=device)
+    )
     lr_value = 0.0 if lr_is_tensor else float(lr)
     staged = []
     for (eq, p_dtype, g_dtype, b_dtype), idx in groups.items():
@@ -278,8 +327,9 @@ def triton_andi_step(
             colpart = torch.empty(max(plan.colpart, 1), **f32)
             _rowcol_sumsq[(plan.n_tiles,)](plan.meta, plan.tiles, rowsq, colpart, G_DTYPE=g_tl, **blocks)
             _col_reduce[(plan.n_col_tiles,)](plan.meta, plan.col_tiles, colpart, colsq, **blocks)
-        _sumsq_partials[(plan.n_tiles,)](plan.meta, plan.tiles, rowsq, colsq, eqpart, nupart, eps, G_DTYPE=g_tl,
-                                         EQUILIBRATE=eq, **blocks)
+        _sumsq_partials[(plan.n_tiles,)](
+            plan.meta, plan.tiles, rowsq, colsq, eqpart, nupart, eps, G_DTYPE=g_tl, EQUILIBRATE=eq, **blocks
+        )
         _scales[(plan.n_tensors,)](plan.ranges, eqpart, nupart, scale, finite, eps, EQUILIBRATE=eq, BLOCK=1024)
         staged.append((idx, plan, eq, (p_dtype, g_dtype, b_dtype), rowsq, colsq, scale, finite))
 
@@ -287,10 +337,29 @@ def triton_andi_step(
     flags = torch.empty(len(params), device=device, dtype=torch.bool)
     for idx, plan, eq, (p_dtype, g_dtype, b_dtype), rowsq, colsq, scale, finite in staged:
         _apply[(plan.n_tiles,)](
-            plan.meta, plan.tiles, rowsq, colsq, scale, finite, all_finite, lr_ptr, lr_value, momentum,
-            weight_decay, eps, int(per_tensor_gate), G_DTYPE=_TL_DTYPES[g_dtype], P_DTYPE=_TL_DTYPES[p_dtype],
-            B_DTYPE=_TL_DTYPES[b_dtype], EQUILIBRATE=eq, HAS_MOMENTUM=has_momentum, NESTEROV=nesterov,
-            MAXIMIZE=maximize, LR_IS_TENSOR=lr_is_tensor, BLOCK_M=_BLOCK_M, BLOCK_N=_BLOCK_N,
+            plan.meta,
+            plan.tiles,
+            rowsq,
+            colsq,
+            scale,
+            finite,
+            all_finite,
+            lr_ptr,
+            lr_value,
+            momentum,
+            weight_decay,
+            eps,
+            int(per_tensor_gate),
+            G_DTYPE=_TL_DTYPES[g_dtype],
+            P_DTYPE=_TL_DTYPES[p_dtype],
+            B_DTYPE=_TL_DTYPES[b_dtype],
+            EQUILIBRATE=eq,
+            HAS_MOMENTUM=has_momentum,
+            NESTEROV=nesterov,
+            MAXIMIZE=maximize,
+            LR_IS_TENSOR=lr_is_tensor,
+            BLOCK_M=_BLOCK_M,
+            BLOCK_N=_BLOCK_N,
         )
         if len(groups) == 1:
             flags = finite.bool()

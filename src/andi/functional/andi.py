@@ -181,12 +181,24 @@ def andi(
         tensor([3.0594, 0.0000, 4.0792])
     """
     hp = AndiHyperparameters(
-        lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps, min_dim=min_dim,
-        compat=compat, maximize=maximize, skip_nonfinite=skip_nonfinite, momentum_dtype=momentum_dtype,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        eps=eps,
+        min_dim=min_dim,
+        compat=compat,
+        maximize=maximize,
+        skip_nonfinite=skip_nonfinite,
+        momentum_dtype=momentum_dtype,
     )
     check_step_tensors(params, grads, momentum_buffers)
     return andi_step(
-        params, grads, momentum_buffers, hp, backend=resolve_backend(params, backend, foreach=foreach, fused=fused),
+        params,
+        grads,
+        momentum_buffers,
+        hp,
+        backend=resolve_backend(params, backend, foreach=foreach, fused=fused),
         check_inputs=False,
     )
 

@@ -288,8 +288,16 @@ def _global_sums(items: list[_Item], *, eps: float, reference: bool) -> None:
 
 
 def _apply_update(
-    param: Tensor, h: Tensor, buf: Tensor | None, *, lr: float | Tensor, momentum: float, nesterov: bool,
-    weight_decay: float, reference: bool, buffer_dtype: torch.dtype,
+    param: Tensor,
+    h: Tensor,
+    buf: Tensor | None,
+    *,
+    lr: float | Tensor,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    reference: bool,
+    buffer_dtype: torch.dtype,
 ) -> Tensor | None:
     """The momentum and parameter update on local tensors, by the core's per-tensor update (H = 1·h, factored form).
 
@@ -299,8 +307,15 @@ def _apply_update(
     if reference:
         return reference_update(param, h.to(buffer_dtype), buf, lr=lr, momentum=momentum, nesterov=nesterov)
     return paper_update(
-        param, h, torch.ones((), dtype=h.dtype, device=h.device), buf, lr=lr, momentum=momentum, nesterov=nesterov,
-        weight_decay=weight_decay, buffer_dtype=buffer_dtype,
+        param,
+        h,
+        torch.ones((), dtype=h.dtype, device=h.device),
+        buf,
+        lr=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=weight_decay,
+        buffer_dtype=buffer_dtype,
     )
 
 
@@ -411,16 +426,26 @@ def _dtensor_andi(
                     momentum_buffers[it.index] = buf
                 local_buf = _local(buf)
             new_local_buf = _apply_update(
-                it.local_param, h, local_buf, lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
-                weight_decay=hp.weight_decay, reference=reference,
+                it.local_param,
+                h,
+                local_buf,
+                lr=hp.lr,
+                momentum=hp.momentum,
+                nesterov=hp.nesterov,
+                weight_decay=hp.weight_decay,
+                reference=reference,
                 buffer_dtype=hp.momentum_dtype or it.local_param.dtype,
             )
             if new_local_buf is not None and new_local_buf is not local_buf:
                 param = it.param
                 if isinstance(param, DTensor):
                     momentum_buffers[it.index] = DTensor.from_local(
-                        new_local_buf, param.device_mesh, param.placements, run_check=False,
-                        shape=param.shape, stride=param.stride(),
+                        new_local_buf,
+                        param.device_mesh,
+                        param.placements,
+                        run_check=False,
+                        shape=param.shape,
+                        stride=param.stride(),
                     )
                 else:
                     momentum_buffers[it.index] = new_local_buf

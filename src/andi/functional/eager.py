@@ -60,8 +60,15 @@ def _single_tensor_andi(
             continue
         x, scale = direction_terms(grad, stats[i], eps=hp.eps, maximize=hp.maximize)
         momentum_buffers[i] = paper_update(
-            param, x, scale, momentum_buffers[i], lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
-            weight_decay=hp.weight_decay, buffer_dtype=hp.momentum_dtype or param.dtype,
+            param,
+            x,
+            scale,
+            momentum_buffers[i],
+            lr=hp.lr,
+            momentum=hp.momentum,
+            nesterov=hp.nesterov,
+            weight_decay=hp.weight_decay,
+            buffer_dtype=hp.momentum_dtype or param.dtype,
         )
     return len(skip)
 

@@ -207,7 +207,12 @@ def _compiled_graph(layout: tuple) -> Callable[..., Tensor]:
 
 
 def _hyper_tensors(
-    device: torch.device, lr: float | Tensor, momentum: float, weight_decay: float, eps: float, skip_nonfinite: bool,
+    device: torch.device,
+    lr: float | Tensor,
+    momentum: float,
+    weight_decay: float,
+    eps: float,
+    skip_nonfinite: bool,
 ) -> tuple[Tensor, Tensor]:
     """Hyperparameters as float64 tensors on ``device``; a host->device copy without a sync on CUDA."""
     hyper = torch.tensor([momentum, weight_decay, eps, float(skip_nonfinite)], dtype=torch.float64)
@@ -251,7 +256,10 @@ def _unwritten(finite: Tensor, active: list[int]) -> list[int]:
 
 
 def _redo_unwritten(
-    unwritten: list[int], params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None],
+    unwritten: list[int],
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
     hp: AndiHyperparameters,
 ) -> int:
     """Hand the tensors the graph did not write (a non-finite ν) to the single-tensor path, which raises or skips
@@ -291,7 +299,10 @@ def _triton_andi(
 
 
 def _run_fused(
-    backend: FusedBackend, params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None],
+    backend: FusedBackend,
+    params: list[Tensor],
+    grads: list[Tensor],
+    momentum_buffers: list[Tensor | None],
     hp: AndiHyperparameters,
 ) -> int:
     if not params:
@@ -311,16 +322,24 @@ def _run_fused(
     available = fused_backends(device)
     if backend == "auto":
         suitable = all(t.is_contiguous() and t.dtype in _TRITON_DTYPES for t in (*ps, *gs, *bs))
-        backend = "triton" if "triton" in available and suitable and not torch.compiler.is_compiling() \
-            else "compile"
+        backend = "triton" if "triton" in available and suitable and not torch.compiler.is_compiling() else "compile"
     if backend == "triton":
         if "triton" not in available:
             raise RuntimeError("ANDI fused: the Triton backend needs CUDA tensors and an importable triton")
         from ._triton import triton_andi_step
 
         finite = triton_andi_step(
-            ps, gs, bs, equilibrate=equilibrate, lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay,
-            eps=hp.eps, nesterov=hp.nesterov, maximize=hp.maximize, per_tensor_gate=hp.skip_nonfinite,
+            ps,
+            gs,
+            bs,
+            equilibrate=equilibrate,
+            lr=hp.lr,
+            momentum=hp.momentum,
+            weight_decay=hp.weight_decay,
+            eps=hp.eps,
+            nesterov=hp.nesterov,
+            maximize=hp.maximize,
+            per_tensor_gate=hp.skip_nonfinite,
         )
     else:
         # 0-dim tensors go in as 1-element views: inductor's CPU backend (torch 2.13) drops the in-place write-back
@@ -331,8 +350,12 @@ def _run_fused(
         if torch.compiler.is_compiling():  # already inside the user's compiled region: let dynamo trace it inline
             graph: Callable[..., Tensor] = _andi_graph
         else:
-            layout = (device.type, tuple((p.shape, p.dtype, g.dtype) for p, g in zip(ps, gs)),
-                      tuple(b.dtype for b in bs), tuple(sorted(flags.items())))
+            layout = (
+                device.type,
+                tuple((p.shape, p.dtype, g.dtype) for p, g in zip(ps, gs)),
+                tuple(b.dtype for b in bs),
+                tuple(sorted(flags.items())),
+            )
             graph = _compiled_graph(layout)
         with torch.no_grad():
             finite = graph(ps, gs, bs, hyper, lr_t, **flags)

@@ -130,9 +130,7 @@ def lmo_bias_rms(g: Tensor, eps: float = SCION_EPS) -> Tensor:
     return g / (rms + eps)
 
 
-def lmo_spectral(
-    g: Tensor, max_scale: bool = False, normalized: bool = True, steps: int = DEFAULT_NS_STEPS
-) -> Tensor:
+def lmo_spectral(g: Tensor, max_scale: bool = False, normalized: bool = True, steps: int = DEFAULT_NS_STEPS) -> Tensor:
     r"""Scion ``Spectral`` (2-D) and ``SpectralConv`` (3-D/4-D) LMOs: :math:`\mathrm{NS5}(g)\cdot s`.
 
     2-D: :math:`s = \sqrt{d_{out}/d_{in}}` (:math:`\sqrt{d_{out}}` when not ``normalized``; :math:`\max(1, s)` when

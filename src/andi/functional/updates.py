@@ -150,8 +150,16 @@ def direction_terms(grad: Tensor, stats: AndiStats, *, eps: float, maximize: boo
 
 
 def paper_update(
-    param: Tensor, x: Tensor, scale: Tensor, buf: Tensor | None, *, lr: float | Tensor, momentum: float,
-    nesterov: bool, weight_decay: float, buffer_dtype: torch.dtype,
+    param: Tensor,
+    x: Tensor,
+    scale: Tensor,
+    buf: Tensor | None,
+    *,
+    lr: float | Tensor,
+    momentum: float,
+    nesterov: bool,
+    weight_decay: float,
+    buffer_dtype: torch.dtype,
 ) -> Tensor | None:
     """One tensor's momentum and parameter update from H = scale·x; returns the (possibly new) buffer."""
     if weight_decay != 0:
@@ -173,7 +181,13 @@ def paper_update(
 
 
 def reference_update(
-    param: Tensor, direction: Tensor, buf: Tensor | None, *, lr: float | Tensor, momentum: float, nesterov: bool,
+    param: Tensor,
+    direction: Tensor,
+    buf: Tensor | None,
+    *,
+    lr: float | Tensor,
+    momentum: float,
+    nesterov: bool,
 ) -> Tensor:
     """The script's momentum and update, op for op: the first buffer is (1 + μ)·H₁ (``docs/design/algorithm.md``)."""
     if buf is None:

@@ -265,7 +265,14 @@ class AndiHyperparameters:
 
     def __post_init__(self) -> None:
         check_hyperparameters(
-            lr=self.lr, momentum=self.momentum, nesterov=self.nesterov, weight_decay=self.weight_decay, eps=self.eps,
-            min_dim=self.min_dim, compat=self.compat, maximize=self.maximize, skip_nonfinite=self.skip_nonfinite,
+            lr=self.lr,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            weight_decay=self.weight_decay,
+            eps=self.eps,
+            min_dim=self.min_dim,
+            compat=self.compat,
+            maximize=self.maximize,
+            skip_nonfinite=self.skip_nonfinite,
             momentum_dtype=self.momentum_dtype,
         )

@@ -116,7 +116,9 @@ LIBRARY_SPECS: dict[str, LibrarySpec] = {
     # 2,500-step run almost unpreconditioned). graft_type 2 = pytorch_optimizer LayerWiseGrafting.ADAGRAD
     # (RMSProp grafting diverged on the harness transformer at every lr tried).
     "shampoo": LibrarySpec(
-        "shampoo", "pytorch_optimizer", "ScalableShampoo",
+        "shampoo",
+        "pytorch_optimizer",
+        "ScalableShampoo",
         {"graft_type": 2, "preconditioning_compute_steps": 10, "start_preconditioning_step": 10},
     ),
     # Prodigy (Mishchenko & Defazio, arXiv 2306.06101): library defaults = facebookresearch/prodigy's (lr 1.0).

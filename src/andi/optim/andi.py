@@ -18,15 +18,29 @@ __all__ = ["ANDI"]
 
 #: The fields of :class:`AndiHyperparameters`, read from each group.
 _HYPERPARAMETERS = (
-    "lr", "momentum", "nesterov", "weight_decay", "eps", "min_dim", "compat", "maximize", "skip_nonfinite",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "eps",
+    "min_dim",
+    "compat",
+    "maximize",
+    "skip_nonfinite",
     "momentum_dtype",
 )
 #: Keys every ANDI group has had since the first release (the others get defaults in ``__setstate__``).
 _REQUIRED_GROUP_KEYS = ("lr", "momentum", "nesterov", "eps", "min_dim")
 #: Defaults of keys added after the first release, filled in when an older state dict or pickle is loaded.
 _LATER_KEYS = {
-    "compat": "paper", "foreach": None, "fused": None, "maximize": False, "momentum_dtype": None,
-    "skip_nonfinite": False, "weight_decay": 0.0, "backend": "auto",
+    "compat": "paper",
+    "foreach": None,
+    "fused": None,
+    "maximize": False,
+    "momentum_dtype": None,
+    "skip_nonfinite": False,
+    "weight_decay": 0.0,
+    "backend": "auto",
 }
 
 
@@ -108,9 +122,19 @@ class ANDI(Optimizer):
         backend: Backend = "auto",
     ) -> None:
         defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps, min_dim=min_dim,
-            compat=compat, foreach=foreach, fused=fused, maximize=maximize, skip_nonfinite=skip_nonfinite,
-            momentum_dtype=momentum_dtype, backend=backend,
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            eps=eps,
+            min_dim=min_dim,
+            compat=compat,
+            foreach=foreach,
+            fused=fused,
+            maximize=maximize,
+            skip_nonfinite=skip_nonfinite,
+            momentum_dtype=momentum_dtype,
+            backend=backend,
         )
         _validate(defaults)
         #: Number of tensor updates skipped because of non-finite gradients (with ``skip_nonfinite=True``).
@@ -136,7 +160,11 @@ class ANDI(Optimizer):
                 group.setdefault(key, value)
 
     def _init_group(
-        self, group: dict[str, Any], params: list[Tensor], grads: list[Tensor], bufs: list[Tensor | None],
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        bufs: list[Tensor | None],
     ) -> None:
         for p, grad in params_with_grads(group, "ANDI"):
             params.append(p)
@@ -269,14 +297,13 @@ def _validate(group: dict[str, Any], where: str | None = None) -> AndiHyperparam
     """Check one group (constructor, ``add_param_group``, ``load_state_dict`` and every step) and return its
     hyperparameters as the record every backend reads; ``where`` prefixes the message (e.g. ``param_groups[1]``)."""
     try:
-        check_hyperparameters(
-            **{k: group[k] for k in _HYPERPARAMETERS}, foreach=group["foreach"], fused=group["fused"]
-        )
+        check_hyperparameters(**{k: group[k] for k in _HYPERPARAMETERS}, foreach=group["foreach"], fused=group["fused"])
         if group["backend"] not in BACKENDS:
             raise ValueError(f"Invalid backend: {group['backend']!r} (expected one of {', '.join(BACKENDS)})")
         if group["backend"] != "auto" and (group["foreach"] is not None or group["fused"] is not None):
-            raise ValueError(f"backend={group['backend']!r} already names the implementation; leave foreach and "
-                             "fused as None")
+            raise ValueError(
+                f"backend={group['backend']!r} already names the implementation; leave foreach and fused as None"
+            )
     except ValueError as err:
         if where is None:
             raise

@@ -83,8 +83,14 @@ class Muon(MatrixOptimizer):
         if adjust_lr_fn not in ADJUST_LR_FNS:
             raise ValueError(f"Unknown adjust_lr_fn {adjust_lr_fn!r}; expected None, 'original' or 'match_rms_adamw'")
         defaults = dict(
-            lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-            ns_coefficients=ns_coefficients, eps=eps, ns_steps=ns_steps, adjust_lr_fn=adjust_lr_fn,
+            lr=lr,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_coefficients=ns_coefficients,
+            eps=eps,
+            ns_steps=ns_steps,
+            adjust_lr_fn=adjust_lr_fn,
             ns_safety=ns_safety,
         )
         super().__init__(params, defaults)

@@ -82,7 +82,14 @@ class NorMuon(MatrixOptimizer):
         if not 0 <= ns_steps < 100:
             raise ValueError(f"Invalid ns_steps: {ns_steps} (expected 0 <= ns_steps < 100)")
         defaults = dict(
-            lr=lr, momentum=momentum, beta2=beta2, weight_decay=weight_decay, nesterov=nesterov, eps=eps,
-            ns_steps=ns_steps, ns_coefficients=ns_coefficients, ns_safety=ns_safety,
+            lr=lr,
+            momentum=momentum,
+            beta2=beta2,
+            weight_decay=weight_decay,
+            nesterov=nesterov,
+            eps=eps,
+            ns_steps=ns_steps,
+            ns_coefficients=ns_coefficients,
+            ns_safety=ns_safety,
         )
         super().__init__(params, defaults)

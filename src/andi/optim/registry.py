@@ -135,16 +135,28 @@ def create_optimizer(
     else:
         tensors = list(model_or_params)
         if tensors and isinstance(tensors[0], dict):
-            raise ValueError(f"create_optimizer({name!r}, ...) takes a model or tensors; build groups with "
-                             "andi.param_groups and RoutedOptimizer for custom group layouts")
+            raise ValueError(
+                f"create_optimizer({name!r}, ...) takes a model or tensors; build groups with "
+                "andi.param_groups and RoutedOptimizer for custom group layouts"
+            )
         matrices = [p for p in tensors if p.ndim >= 2]
         others = [p for p in tensors if p.ndim < 2]
-        groups = [g for g in (dict(params=matrices, algorithm=spec.name, role="hidden_matrix"),
-                              dict(params=others, algorithm="adamw", role="vector")) if g["params"]]
+        groups = [
+            g
+            for g in (
+                dict(params=matrices, algorithm=spec.name, role="hidden_matrix"),
+                dict(params=others, algorithm="adamw", role="vector"),
+            )
+            if g["params"]
+        ]
     hyper = {
         spec.name: settings,
-        "adamw": {"lr": AUX_ADAMW_LR if aux_lr is None else aux_lr, "betas": tuple(aux_betas), "eps": aux_eps,
-                  "weight_decay": aux_weight_decay},
+        "adamw": {
+            "lr": AUX_ADAMW_LR if aux_lr is None else aux_lr,
+            "betas": tuple(aux_betas),
+            "eps": aux_eps,
+            "weight_decay": aux_weight_decay,
+        },
     }
     used = {g["algorithm"] for g in groups}
     return RoutedOptimizer(groups, hyper={k: v for k, v in hyper.items() if k in used})

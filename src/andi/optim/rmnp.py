@@ -63,6 +63,4 @@ class RMNP(MatrixOptimizer):
             raise ValueError("Nesterov momentum requires a momentum > 0")
         if not eps > 0:
             raise ValueError(f"Invalid epsilon value: {eps}")
-        super().__init__(
-            params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps)
-        )
+        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps))

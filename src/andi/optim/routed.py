@@ -249,8 +249,9 @@ class RoutedOptimizer(Optimizer):
         saved_index: dict[int, int] = {}  # id(param) -> index in the saved dict
         for group, saved in zip(self.param_groups, saved_groups):
             if len(group["params"]) != len(saved["params"]):
-                raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
-                                 "this optimizer's group")
+                raise ValueError(
+                    "loaded state dict contains a parameter group that doesn't match the size of this optimizer's group"
+                )
             if saved.get("algorithm", group["algorithm"]) != group["algorithm"]:
                 raise ValueError(
                     f"loaded state dict routes a group to {saved.get('algorithm')!r}, this optimizer to "
@@ -311,4 +312,3 @@ class RoutedOptimizer(Optimizer):
             role = f" role={g['role']}" if "role" in g else ""
             lines.append(f"  group {i}: algorithm={g['algorithm']}{role} tensors={len(g['params'])} lr={g.get('lr')}")
         return "\n".join(lines)
-

@@ -76,8 +76,13 @@ class Scion(FunctionalOptimizer):
         weight_decay: float = 0.0,
     ) -> None:
         defaults = dict(
-            lr=lr, momentum=momentum, norm=norm, norm_kwargs=dict(norm_kwargs or {}), scale=scale,
-            unconstrained=unconstrained, weight_decay=weight_decay,
+            lr=lr,
+            momentum=momentum,
+            norm=norm,
+            norm_kwargs=dict(norm_kwargs or {}),
+            scale=scale,
+            unconstrained=unconstrained,
+            weight_decay=weight_decay,
         )
         _validate(defaults)
         super().__init__(params, defaults)
@@ -168,8 +173,14 @@ def scion_role_groups(
             kwargs = {}
         if scales and role in scales:
             scale = float(scales[role])
-        groups.append(dict(
-            params=[p for _, p in items], param_names=[n for n, _ in items], role=role,
-            norm=norm, norm_kwargs=kwargs, scale=scale,
-        ))
+        groups.append(
+            dict(
+                params=[p for _, p in items],
+                param_names=[n for n, _ in items],
+                role=role,
+                norm=norm,
+                norm_kwargs=kwargs,
+                scale=scale,
+            )
+        )
     return groups

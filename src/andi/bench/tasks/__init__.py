@@ -34,13 +34,28 @@ __all__ = ["SIZES", "SPLIT_MODES", "TASKS", "SizeSpec", "Task", "get_task"]
 #: Task name -> class. The first three are the paper's tasks.
 TASKS: dict[str, type[Task]] = {
     cls.name: cls
-    for cls in (SaddleTask, CifarTask, CharGPTTask, CifarProjectionTask, RosenbrockTask, QuadraticTask,
-                RotatedQuadraticTask, NoisyQuadraticTask, NoisyRotatedQuadraticTask)
+    for cls in (
+        SaddleTask,
+        CifarTask,
+        CharGPTTask,
+        CifarProjectionTask,
+        RosenbrockTask,
+        QuadraticTask,
+        RotatedQuadraticTask,
+        NoisyQuadraticTask,
+        NoisyRotatedQuadraticTask,
+    )
 }
 
 
-def get_task(name: str, size: str = "cpu", data_root: str | os.PathLike[str] | None = None, *,
-             split_mode: str = "fair", **options: Any) -> Task:
+def get_task(
+    name: str,
+    size: str = "cpu",
+    data_root: str | os.PathLike[str] | None = None,
+    *,
+    split_mode: str = "fair",
+    **options: Any,
+) -> Task:
     """Instantiate the task ``name`` at ``size`` (``"full"``, ``"cpu"`` or ``"smoke"``).
 
     ``split_mode="paper"`` gives the replay's data semantics (no validation split); ``options`` are passed

@@ -69,9 +69,7 @@ class Task(abc.ABC):
     #: fnmatch pattern on parameter names -> role, applied after :func:`andi.param_roles`' detection.
     role_overrides: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(
-        self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair"
-    ) -> None:
+    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
         if size not in SIZES:
             raise ValueError(f"unknown size {size!r} for task {self.name!r}; expected one of {SIZES}")
         if split_mode not in SPLIT_MODES:
@@ -102,16 +100,19 @@ class Task(abc.ABC):
     def _check_split(self, split: str) -> None:
         if split not in self.splits:
             raise ValueError(
-                f"task {self.name!r} in split_mode={self.split_mode!r} has no split {split!r}; "
-                f"available: {self.splits}"
+                f"task {self.name!r} in split_mode={self.split_mode!r} has no split {split!r}; available: {self.splits}"
             )
 
     def describe(self) -> dict[str, Any]:
         """JSON-serialisable description of this task instance (goes into every run record)."""
         return {
-            "name": self.name, "size": self.size, "split_mode": self.split_mode,
-            "model": dict(self.spec.model), "subset": dict(self.spec.subset),
-            "primary_metric": self.primary_metric, "higher_is_better": self.higher_is_better,
+            "name": self.name,
+            "size": self.size,
+            "split_mode": self.split_mode,
+            "model": dict(self.spec.model),
+            "subset": dict(self.spec.subset),
+            "primary_metric": self.primary_metric,
+            "higher_is_better": self.higher_is_better,
         }
 
     # ------------------------------------------------------------------------------------------- models
@@ -130,7 +131,11 @@ class Task(abc.ABC):
     # --------------------------------------------------------------------------------------------- data
     @abc.abstractmethod
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         """Endless stream of training batches, already on ``device`` (floating inputs in ``dtype``).
@@ -144,8 +149,7 @@ class Task(abc.ABC):
         """Scalar training loss of ``model`` on ``batch`` (the value that is back-propagated)."""
 
     @abc.abstractmethod
-    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-        ...
+    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]: ...
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
         """Held-out metrics of ``model`` on ``split``: ``{"loss": ...}`` plus ``{"accuracy": ...}`` for

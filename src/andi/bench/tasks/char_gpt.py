@@ -41,21 +41,24 @@ PAPER_GPT = {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4}
 class CharGPT(nn.Module):
     """The paper script's ``NanoGPT`` (see the module docstring for its quirks)."""
 
-    def __init__(self, vocab_size: int, block_size: int = 64, n_embd: int = 128, n_head: int = 4,
-                 n_layer: int = 4) -> None:
+    def __init__(
+        self, vocab_size: int, block_size: int = 64, n_embd: int = 128, n_head: int = 4, n_layer: int = 4
+    ) -> None:
         super().__init__()
         self.block_size = block_size
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         self.pos_emb = nn.Embedding(block_size, n_embd)
-        self.blocks = nn.Sequential(*[
-            nn.Sequential(
-                nn.LayerNorm(n_embd),
-                nn.MultiheadAttention(n_embd, n_head, batch_first=True),
-                nn.LayerNorm(n_embd),
-                nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)),
-            )
-            for _ in range(n_layer)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                nn.Sequential(
+                    nn.LayerNorm(n_embd),
+                    nn.MultiheadAttention(n_embd, n_head, batch_first=True),
+                    nn.LayerNorm(n_embd),
+                    nn.Sequential(nn.Linear(n_embd, 4 * n_embd), nn.GELU(), nn.Linear(4 * n_embd, n_embd)),
+                )
+                for _ in range(n_layer)
+            ]
+        )
         self.ln_f = nn.LayerNorm(n_embd)
         self.head = nn.Linear(n_embd, vocab_size, bias=False)
 
@@ -79,15 +82,25 @@ class CharGPTTask(Task):
     higher_is_better = False
     sizes: ClassVar[Mapping[str, SizeSpec]] = {
         "full": SizeSpec(steps=2500, batch_size=128, eval_every=100, model=dict(PAPER_GPT)),
-        "cpu": SizeSpec(steps=300, batch_size=32, eval_every=50,
-                        model={"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2},
-                        subset={"val": 32_768, "test": 32_768}),
-        "smoke": SizeSpec(steps=20, batch_size=8, eval_every=10,
-                          model={"block_size": 32, "n_embd": 32, "n_head": 2, "n_layer": 1},
-                          subset={"train": 20_000, "val": 2_048, "test": 2_048}),
+        "cpu": SizeSpec(
+            steps=300,
+            batch_size=32,
+            eval_every=50,
+            model={"block_size": 64, "n_embd": 64, "n_head": 4, "n_layer": 2},
+            subset={"val": 32_768, "test": 32_768},
+        ),
+        "smoke": SizeSpec(
+            steps=20,
+            batch_size=8,
+            eval_every=10,
+            model={"block_size": 32, "n_embd": 32, "n_head": 2, "n_layer": 1},
+            subset={"train": 20_000, "val": 2_048, "test": 2_048},
+        ),
     }
     role_overrides: ClassVar[Mapping[str, str]] = {
-        "tok_emb.weight": "embedding", "pos_emb.weight": "embedding", "head.weight": "head"
+        "tok_emb.weight": "embedding",
+        "pos_emb.weight": "embedding",
+        "head.weight": "head",
     }
 
     def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
@@ -142,7 +155,11 @@ class CharGPTTask(Task):
         return self._cache[key]
 
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         device = torch.device(device)

@@ -45,8 +45,10 @@ def _features(root: str, split: str, split_mode: str, cap: int | None, seed: int
     p = gaussian_projection(seed)
     mean = torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(CIFAR_STD).view(1, 3, 1, 1)
-    chunks = [((torch.from_numpy(np.array(images[i : i + 5000])).float() / 255.0 - mean) / std).flatten(1) @ p.T
-              for i in range(0, len(images), 5000)]
+    chunks = [
+        ((torch.from_numpy(np.array(images[i : i + 5000])).float() / 255.0 - mean) / std).flatten(1) @ p.T
+        for i in range(0, len(images), 5000)
+    ]
     return torch.cat(chunks), torch.from_numpy(labels.astype(np.int64))
 
 
@@ -76,15 +78,19 @@ class CifarProjectionTask(Task):
     # Same declared choice as SADDLE: the MLP's first Linear is input-side, its last the head.
     role_overrides: ClassVar[Mapping[str, str]] = {"net.0.weight": "conv_first", "net.4.weight": "head"}
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair",
-                 projection_seed: int = 0) -> None:
+    def __init__(
+        self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair", projection_seed: int = 0
+    ) -> None:
         super().__init__(size, data_root, split_mode=split_mode)
         self.projection_seed = projection_seed
         self._cache: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
 
     def describe(self) -> dict:
-        return {**super().describe(), "projection_seed": self.projection_seed,
-                "projection": f"N(0, 1/3072), {FEATURES}x3072, torch.Generator().manual_seed(seed)"}
+        return {
+            **super().describe(),
+            "projection_seed": self.projection_seed,
+            "projection": f"N(0, 1/3072), {FEATURES}x3072, torch.Generator().manual_seed(seed)",
+        }
 
     def _build_model(self, seed: int) -> nn.Module:
         return ProjectionMLP()
@@ -93,13 +99,16 @@ class CifarProjectionTask(Task):
         key = (split, str(device))
         if key not in self._cache:
             root = str(data.resolve_data_root(self.data_root).resolve())
-            feats, labels = _features(root, split, self.split_mode, self.spec.subset.get(split),
-                                      self.projection_seed)
+            feats, labels = _features(root, split, self.split_mode, self.spec.subset.get(split), self.projection_seed)
             self._cache[key] = (feats.to(device), labels.to(device))
         return self._cache[key]
 
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         device = torch.device(device)

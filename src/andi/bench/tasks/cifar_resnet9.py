@@ -38,7 +38,9 @@ _POOL_AFTER = (False, True, False, False, True, True, False, False)
 
 def _conv_block(c_in: int, c_out: int, pool: bool) -> nn.Sequential:
     layers: list[nn.Module] = [
-        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
     ]
     if pool:
         layers.append(nn.MaxPool2d(2))
@@ -52,8 +54,7 @@ class ResNet9(nn.Module):
         super().__init__()
         if len(widths) != 8:
             raise ValueError(f"ResNet9 needs 8 conv widths, got {len(widths)}")
-        blocks = [_conv_block(c_in, c_out, pool)
-                  for c_in, c_out, pool in zip((3, *widths[:-1]), widths, _POOL_AFTER)]
+        blocks = [_conv_block(c_in, c_out, pool) for c_in, c_out, pool in zip((3, *widths[:-1]), widths, _POOL_AFTER)]
         self.net = nn.Sequential(*blocks, nn.MaxPool2d(4), nn.Flatten(), nn.Linear(widths[-1], num_classes))
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,12 +102,20 @@ class CifarTask(Task):
     higher_is_better = True
     sizes: ClassVar[Mapping[str, SizeSpec]] = {
         "full": SizeSpec(steps=2500, batch_size=128, eval_every=100, model={"widths": PAPER_WIDTHS}),
-        "cpu": SizeSpec(steps=300, batch_size=64, eval_every=50,
-                        model={"widths": tuple(w // 8 for w in PAPER_WIDTHS)},
-                        subset={"train": 10_000, "val": 1_000, "test": 2_000}),
-        "smoke": SizeSpec(steps=20, batch_size=32, eval_every=10,
-                          model={"widths": tuple(w // 16 for w in PAPER_WIDTHS)},
-                          subset={"train": 256, "val": 128, "test": 128}),
+        "cpu": SizeSpec(
+            steps=300,
+            batch_size=64,
+            eval_every=50,
+            model={"widths": tuple(w // 8 for w in PAPER_WIDTHS)},
+            subset={"train": 10_000, "val": 1_000, "test": 2_000},
+        ),
+        "smoke": SizeSpec(
+            steps=20,
+            batch_size=32,
+            eval_every=10,
+            model={"widths": tuple(w // 16 for w in PAPER_WIDTHS)},
+            subset={"train": 256, "val": 128, "test": 128},
+        ),
     }
     role_overrides: ClassVar[Mapping[str, str]] = {"net.0.0.weight": "conv_first", "net.10.weight": "head"}
 
@@ -134,7 +143,11 @@ class CifarTask(Task):
         return (images.to(dtype) / 255.0 - mean) / std
 
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         device = torch.device(device)

@@ -79,7 +79,11 @@ class SaddleTask(Task):
         return self._cache[key]
 
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         device = torch.device(device)

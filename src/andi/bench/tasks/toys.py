@@ -53,7 +53,11 @@ class _ToyTask(Task):
         return {}
 
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         while True:
@@ -82,8 +86,14 @@ class RosenbrockTask(_ToyTask):
     #: f below this counts as solved (docs/design/protocol.md (d) 1).
     threshold = 1e-3
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair",
-                 start: tuple[float, float] = (-1.5, 2.0)) -> None:
+    def __init__(
+        self,
+        size: str = "cpu",
+        data_root: DataRoot = None,
+        *,
+        split_mode: str = "fair",
+        start: tuple[float, float] = (-1.5, 2.0),
+    ) -> None:
         super().__init__(size, data_root, split_mode=split_mode)
         self.start = tuple(float(v) for v in start)
 
@@ -146,8 +156,16 @@ class QuadraticTask(_ToyTask):
     #: log10 of the smallest diagonal scale: D in [10^-1.5, 1].
     low_exp = -1.5
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair",
-                 shape: tuple[int, int] = (64, 64), noise: float = 0.0, problem_seed: int = 0) -> None:
+    def __init__(
+        self,
+        size: str = "cpu",
+        data_root: DataRoot = None,
+        *,
+        split_mode: str = "fair",
+        shape: tuple[int, int] = (64, 64),
+        noise: float = 0.0,
+        problem_seed: int = 0,
+    ) -> None:
         super().__init__(size, data_root, split_mode=split_mode)
         if noise < 0 or not math.isfinite(noise):
             raise ValueError(f"noise must be a finite non-negative standard deviation, got {noise}")
@@ -156,8 +174,13 @@ class QuadraticTask(_ToyTask):
         self.problem_seed = int(problem_seed)
 
     def options(self) -> dict:
-        return {"shape": list(self.shape), "noise": self.noise, "problem_seed": self.problem_seed,
-                "rotated": self.rotated, "scales": f"log-uniform in [10^{self.low_exp}, 1]"}
+        return {
+            "shape": list(self.shape),
+            "noise": self.noise,
+            "problem_seed": self.problem_seed,
+            "rotated": self.rotated,
+            "scales": f"log-uniform in [10^{self.low_exp}, 1]",
+        }
 
     def problem(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(left, right, target)`` in float64, fixed by ``problem_seed``."""
@@ -174,7 +197,11 @@ class QuadraticTask(_ToyTask):
         return QuadraticModel(*self.problem())
 
     def train_batches(
-        self, seed: int, *, batch_size: int | None = None, device: str | torch.device = "cpu",
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
         if self.noise == 0:
@@ -207,8 +234,9 @@ class NoisyQuadraticTask(QuadraticTask):
 
     name = "quadratic-noisy"
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair",
-                 noise: float = 0.01, **kw: Any) -> None:
+    def __init__(
+        self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair", noise: float = 0.01, **kw: Any
+    ) -> None:
         super().__init__(size, data_root, split_mode=split_mode, noise=noise, **kw)
 
 
@@ -217,6 +245,7 @@ class NoisyRotatedQuadraticTask(RotatedQuadraticTask):
 
     name = "rotated-quadratic-noisy"
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair",
-                 noise: float = 0.01, **kw: Any) -> None:
+    def __init__(
+        self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair", noise: float = 0.01, **kw: Any
+    ) -> None:
         super().__init__(size, data_root, split_mode=split_mode, noise=noise, **kw)
