@@ -15,6 +15,7 @@ import andi
 from andi.bench import runner
 from andi.bench.runner import RunConfig, run
 from andi.bench.schedules import lr_scheduler, make_schedule
+from andi.bench.store import validate_record
 
 
 # ------------------------------------------------------------------------------------------------ fakes
@@ -287,3 +288,55 @@ def test_median_skips_warmup_steps() -> None:
     assert runner._median_after_warmup(times) == 1.0
     assert runner._median_after_warmup([5.0, 1.0, 2.0, 3.0]) == 2.5
     assert runner._median_after_warmup([]) is None
+
+
+# ------------------------------------------------------------------------------------------ gradient norm
+def test_grad_norm_is_recorded_before_every_evaluation(registry, synthetic_data_root: Path) -> None:
+    config = _smoke(steps=10, eval_every=5)
+    record = run(config, data_root=synthetic_data_root)
+    assert record["eval"]["steps"] == [0, 5, 10]
+    train = record["train"]
+    # the last update before each eval at k > 0 is step k - 1
+    assert train["grad_norm_steps"] == [4, 9] and len(train["grad_norm"]) == 2
+    assert all(math.isfinite(v) and v > 0 for v in train["grad_norm"])
+    json.dumps(record, allow_nan=False)
+    assert validate_record(record, config.key(), config.to_dict()) == []
+
+
+def test_grad_norm_of_the_first_step_matches_an_independent_computation(registry, synthetic_data_root: Path) -> None:
+    config = _smoke(steps=3, eval_every=1)
+    record = run(config, data_root=synthetic_data_root)
+    assert record["train"]["grad_norm_steps"] == [0, 1, 2]
+    prepared = runner._prepare_run(config, synthetic_data_root)  # the same model, data stream and seeds
+    loss = prepared.task.loss(prepared.model, next(prepared.batches))
+    assert loss.item() == record["train"]["loss"][0]
+    loss.backward()
+    expected = math.sqrt(sum(float(p.grad.double().pow(2).sum()) for p in prepared.model.parameters()))
+    assert record["train"]["grad_norm"][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_no_grad_norm_without_evaluations(registry, synthetic_data_root: Path) -> None:
+    record = run(_smoke(eval_split="none", schedule="constant", steps=4), data_root=synthetic_data_root)
+    assert record["train"]["grad_norm_steps"] == [] and record["train"]["grad_norm"] == []
+
+
+def test_global_grad_norm_accumulates_in_float32_over_mixed_dtypes() -> None:
+    a = nn.Parameter(torch.zeros(3, dtype=torch.bfloat16))
+    b, c = nn.Parameter(torch.zeros(2, 2)), nn.Parameter(torch.zeros(4))
+    a.grad, b.grad = torch.tensor([1.0, 2.0, 2.0], dtype=torch.bfloat16), torch.full((2, 2), 1.0)
+    norm = runner.global_grad_norm([a, b, c])  # c has no gradient
+    assert norm.dtype == torch.float32 and norm.item() == pytest.approx(math.sqrt(9.0 + 4.0))
+    assert runner.global_grad_norm([c]) is None
+
+
+def test_records_without_grad_norm_stay_valid(registry, synthetic_data_root: Path) -> None:
+    config = _smoke(steps=4, eval_every=2)
+    record = run(config, data_root=synthetic_data_root)
+    old = json.loads(json.dumps(record))
+    del old["train"]["grad_norm_steps"], old["train"]["grad_norm"]  # written before the field existed
+    assert validate_record(old, config.key(), config.to_dict()) == []
+    bad = json.loads(json.dumps(record))
+    bad["train"]["grad_norm"] = bad["train"]["grad_norm"][:-1]
+    assert any("grad_norm" in p for p in validate_record(bad))
+    bad["train"]["grad_norm"] = ["large"] * len(bad["train"]["grad_norm_steps"])
+    assert any("grad_norm" in p for p in validate_record(bad))

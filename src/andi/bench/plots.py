@@ -16,7 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Band", "LrSeries", "Panel", "arm_style", "save_lr_sensitivity", "save_panels", "save_profiles"]
+__all__ = [
+    "Band",
+    "LrSeries",
+    "Panel",
+    "ScatterSeries",
+    "arm_style",
+    "save_lr_sensitivity",
+    "save_panels",
+    "save_profiles",
+    "save_scatter",
+]
 
 _FIXED_STYLES = {
     "adamw": {"color": "tab:blue", "linestyle": ":"},
@@ -71,6 +81,16 @@ class LrSeries:
     lrs: Sequence[float]
     scores: Sequence[float | None]
     chosen: float | None = None
+    style: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ScatterSeries:
+    """Points of one arm (e.g. one per reporting run) for :func:`save_scatter`."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
     style: dict[str, Any] = field(default_factory=dict)
 
 
@@ -165,15 +185,47 @@ def save_lr_sensitivity(
     return _save(fig, path)
 
 
+def save_scatter(
+    path: str | Path,
+    title: str,
+    series: Sequence[ScatterSeries],
+    xlabel: str,
+    ylabel: str,
+    logx: bool = False,
+    logy: bool = False,
+) -> Path:
+    """One marker per point, coloured by arm (e.g. final quality against training time, one point per run)."""
+    fig, axes = _figure(1, width=5.6, height=4.0)
+    ax = axes[0][0]
+    for ser in series:
+        style = ser.style or {}
+        ax.scatter(ser.xs, ser.ys, s=28, alpha=0.8, color=style.get("color"), label=ser.label, edgecolors="none")
+    xs = [x for ser in series for x in ser.xs]
+    ys = [y for ser in series for y in ser.ys]
+    if logx and _positive_only(xs):
+        ax.set_xscale("log")
+    if logy and _positive_only(ys):
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
 def save_profiles(
     path: str | Path,
     profiles: Mapping[str, Mapping[str, Sequence[float]]],
     r_max: float,
     styles: Mapping[str, dict[str, Any]] | None = None,
+    log_tau: bool = False,
 ) -> Path:
-    """AlgoPerf performance profiles: one panel per measure, ``ρ_s(τ)`` for ``τ ∈ [1, r_max]`` per arm.
+    """Performance profiles: one panel per measure, ``ρ_s(τ)`` for ``τ ∈ [1, r_max]`` per arm.
 
-    ``profiles[measure][arm]`` are the arm's per-task ratios ``r_{s,w}`` (``inf`` for a miss).
+    ``profiles[measure][arm]`` are the arm's per-task ratios ``r_{s,w}`` (``inf`` for a miss). ``log_tau``
+    draws τ on a log scale (Dolan–Moré), for ratios that range over orders of magnitude.
     """
     fig, axes = _figure(len(profiles), width=4.8, height=3.6)
     for ax, (measure, per_arm) in zip(axes[0], profiles.items()):
@@ -188,6 +240,8 @@ def save_profiles(
             ys.append(ys[-1])
             style = {"linewidth": 1.8, **(styles or {}).get(arm, {})}
             ax.plot(xs, ys, label=arm, **style)
+        if log_tau:
+            ax.set_xscale("log")
         ax.set_xlim(1.0, r_max)
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("τ (ratio to the best arm)")

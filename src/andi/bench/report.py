@@ -4,26 +4,32 @@ For each protocol run found in ``DIR`` (its ``manifest-*.json``) the report give
 
 * fair protocols — a table (arm, chosen lr, trials used, final held-out metric mean ± std over reporting
   seeds, median steps and wall-clock to target, speedup over AdamW, optimizer-step time, optimizer-state
-  bytes, peak memory), the comparison of every arm with the best *other* arm (paired one-sided t-test with
-  Holm–Bonferroni over all task × arm comparisons, and Welch's t-test), loss curves with seed bands
-  (median, min–max) and an lr-sensitivity plot; then the AlgoPerf performance profile and score
-  (r_max = 4) and the geometric-mean speedup over AdamW across tasks;
+  bytes, peak memory), the comparison of every arm with the best *other* arm, and figures (curves with seed
+  bands, lr sensitivity, final quality against training time, gradient norm: :mod:`andi.bench.report_figures`);
+  then a verdict summary, the AlgoPerf performance profile and score (r_max = 4), the geometric-mean speedup
+  over AdamW, and Dolan–Moré profiles of the final test error across tasks;
 * the replay protocol — the paper's quantities (last recorded minibatch loss per seed, the ANDI grid
   search) and a Figure-1-like three-panel plot.
+
+Verdicts are two-sided. Each arm is tested against the best other arm (by mean final metric) with a two-sided
+paired t-test over the seeds both have when at least two pair up, Welch's two-sided t-test otherwise; the
+p-values of the protocol run's distinct comparisons (A vs B and B vs A are one) go through Holm–Bonferroni at
+α = 0.05, and a rejected comparison reads "better than B" or "worse than B" from the sign of the mean
+difference and whether higher is better; otherwise "no significant difference".
 
 The target of time-to-target is the median final metric of tuned AdamW over the reporting seeds.
 
 Partial results never stop a report: a record that is missing or corrupt (moved aside, excluded, never
 recomputed here) leaves its seed out, an arm with no surviving record is shown as ``missing (0 of n seeds)``
-and skipped in the plots. The report is replaced atomically; if it cannot be produced, the previous report at
-that path is removed, since it describes other results and would be taken for the current one.
+and skipped in the plots, and a figure without data is left out. The report is replaced atomically; if it
+cannot be produced, the previous report at that path is removed, since it describes other results and would
+be taken for the current one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,40 +37,35 @@ from typing import Any
 
 from andi.bench import stats
 from andi.bench.files import atomic_write_text
+from andi.bench.report_figures import bands, fair_task_figures, figure_lines, lr_figure, quality_profile_lines
+from andi.bench.report_tables import (
+    comparison_lines,
+    env_lines,
+    fair_table,
+    fmt,
+    fmt_bytes,
+    packed_runs,
+    verdict_summary_lines,
+)
 from andi.bench.store import ResultStore
 from andi.bench.util import final_value
 
-__all__ = ["ArmResult", "Comparison", "TaskResult", "analyze_fair", "analyze_replay", "fmt", "generate_report"]
+__all__ = [
+    "ArmResult",
+    "Comparison",
+    "TaskResult",
+    "analyze_fair",
+    "analyze_replay",
+    "apply_holm",
+    "fmt",
+    "fmt_bytes",
+    "generate_report",
+]
 
 R_MAX = 4.0
 ALPHA = 0.05
 _FIG1_ORDER = ("saddle", "cifar", "gpt")
 _FIG1_TITLES = {"saddle": "SADDLE (autoencoder)", "cifar": "CIFAR (ResNet-9)", "gpt": "GPT (char NanoGPT)"}
-
-
-# ============================================================================================ formatting
-def fmt(x: float | None, digits: int = 4) -> str:
-    """A number with ``digits`` significant digits; ``—`` for missing, ``miss`` for ``inf``."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "—"
-    if math.isinf(x):
-        return "miss" if x > 0 else "-inf"
-    return f"{x:.{digits}g}"
-
-
-def fmt_bytes(n: float | None) -> str:
-    if n is None or (isinstance(n, float) and not math.isfinite(n)):
-        return "—"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
-            return f"{n / scale:.3g} {unit}"
-    return f"{int(n)} B"
-
-
-def fmt_mean_std(s: stats.Summary) -> str:
-    if s.n == 0:
-        return "—"
-    return fmt(s.mean) if s.n == 1 else f"{fmt(s.mean)} ± {fmt(s.std)}"
 
 
 # ============================================================================================== analysis
@@ -105,7 +106,7 @@ class ArmResult:
     @property
     def packed(self) -> int:
         """Most runs that shared a GPU with any of this arm's reporting runs (1: alone or not on a GPU)."""
-        return max((_packed(r) for r in self.records), default=1)
+        return max((packed_runs(r) for r in self.records), default=1)
 
     @property
     def median_steps(self) -> float:
@@ -120,28 +121,46 @@ class ArmResult:
 
 @dataclass
 class Comparison:
-    """An arm against the best other arm on one task."""
+    """An arm against the best other arm on one task: two-sided tests, the Holm-adjusted p and the verdict.
+
+    The deciding test is the two-sided paired t-test over the seeds both arms have when at least two pair up,
+    else Welch's two-sided test; Welch's is always reported too. Its p-value enters Holm's correction over the
+    protocol run (:func:`apply_holm`), and a significant difference is "better" or "worse" from the sign of
+    ``mean_diff`` read through ``higher_is_better`` (:func:`andi.bench.stats.verdict_direction`).
+    """
 
     task: str
     arm: str
     other: str
-    diff: stats.Summary  # per-seed paired difference arm − other
-    welch: stats.TestResult | None  # two-sided, as reported
-    paired: stats.TestResult | None  # one-sided: H1 "arm is better"
-    welch_one_sided_p: float = math.nan
+    other_label: str
+    higher_is_better: bool
+    diff: stats.Summary  # per-seed paired difference arm − other over the common seeds
+    welch: stats.TestResult  # two-sided
+    paired: stats.TestResult | None  # two-sided; None when fewer than 2 seeds pair up
+    mean_diff: float  # what the deciding test is about: mean paired difference, else difference of means
     holm_p: float = math.nan
     reject: bool = False
+    family_size: int = 0  # distinct comparisons in the Holm family (the protocol run)
+
+    @property
+    def test_name(self) -> str:
+        return "paired t" if self.paired is not None else "Welch"
 
     @property
     def pvalue(self) -> float:
-        """The one-sided p-value entering Holm: paired when seeds pair up, else Welch one-sided."""
-        if self.paired is not None:
-            return self.paired.pvalue
-        return self.welch_one_sided_p
+        """Two-sided p-value of the deciding test (paired when seeds pair up, else Welch): it enters Holm."""
+        return (self.paired if self.paired is not None else self.welch).pvalue
+
+    @property
+    def direction(self) -> stats.Direction:
+        return stats.verdict_direction(self.mean_diff, self.reject, self.higher_is_better)
 
     @property
     def verdict(self) -> str:
-        return "beats the best other arm" if self.reject else "no significant difference"
+        """``better than <arm>``, ``worse than <arm>`` or ``no significant difference``."""
+        if self.direction == "none":
+            return "no significant difference"
+        return f"{self.direction} than {self.other_label}"
 
 
 @dataclass
@@ -179,12 +198,6 @@ class _Records:
         return [r for r in (self.get(k) for k in keys) if r is not None]
 
 
-def _packed(record: Mapping[str, Any]) -> int:
-    """Runs that shared the record's GPU (1 when alone, not on a GPU, or recorded before executors)."""
-    packed = (record.get("execution") or {}).get("packed")
-    return packed if isinstance(packed, int) and not isinstance(packed, bool) and packed > 1 else 1
-
-
 def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> ArmResult:
     records = [r for r in found if r.get("status") != "failed"]
     finals = [final_fn(r) for r in records]
@@ -213,6 +226,7 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> A
 
 
 def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
+    """Every arm with at least two finite results against the best other such arm (by mean), two-sided."""
     usable = [a for a in arms if len(stats.finite_values(a.finals)) >= 2]
     out = []
     for a in usable:
@@ -225,16 +239,10 @@ def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
         pb = {s: v for s, v in zip(best.seeds, best.finals) if v is not None}
         common = sorted(set(pa) & set(pb))
         diff = stats.summarize([pa[s] - pb[s] for s in common])
-        paired = (
-            stats.paired_ttest(
-                [pa[s] for s in common], [pb[s] for s in common], alternative="greater" if hib else "less"
-            )
-            if len(common) >= 2
-            else None
-        )
+        paired = stats.paired_ttest([pa[s] for s in common], [pb[s] for s in common]) if len(common) >= 2 else None
         welch = stats.welch_ttest(xa, xb)
-        one_sided = stats.welch_ttest(xa, xb, alternative="greater" if hib else "less").pvalue
-        out.append(Comparison(task, a.arm, best.arm, diff, welch, paired, one_sided))
+        mean_diff = diff.mean if paired is not None else a.summary.mean - best.summary.mean
+        out.append(Comparison(task, a.arm, best.arm, best.label, hib, diff, welch, paired, mean_diff))
     return out
 
 
@@ -291,184 +299,35 @@ def analyze_replay(manifest: Mapping[str, Any], records: _Records | ResultStore)
 
 
 def apply_holm(results: Sequence[TaskResult], alpha: float = ALPHA) -> None:
-    """Holm–Bonferroni over every (task × arm) comparison of one protocol run, in place."""
-    comps = [c for r in results for c in r.comparisons]
-    for c, (p, reject) in zip(comps, stats.holm_bonferroni([c.pvalue for c in comps], alpha)):
-        c.holm_p, c.reject = p, reject
+    """Holm–Bonferroni over the distinct comparisons of one protocol run, in place.
 
-
-# ============================================================================================== curves
-def _band(series: Sequence[tuple[Sequence[float], Sequence[float | None]]], bins: int | None = None) -> Any:
-    """Median and min–max over seeds; with ``bins``, each seed's curve is first averaged in step bins."""
-    import numpy as np
-
-    if not series:
-        return [], [], [], []
-    max_step = max((max(s) for s, _ in series if len(s)), default=0)
-    width = max(1, math.ceil((max_step + 1) / bins)) if bins else 1
-    table: dict[float, list[float]] = {}
-    for steps, values in series:
-        per: dict[float, list[float]] = {}
-        for s, v in zip(steps, values):
-            x = (s // width) * width + (width - 1) / 2 if bins else float(s)
-            per.setdefault(x, []).append(math.nan if v is None else float(v))
-        for x, vs in per.items():
-            table.setdefault(x, []).append(float(np.nanmean(vs)) if np.isfinite(vs).any() else math.nan)
-    xs = sorted(table)
-    n = len(series)
-    mat = np.full((len(xs), n), np.nan)
-    for i, x in enumerate(xs):
-        mat[i, : len(table[x])] = table[x]
-    mat[~np.isfinite(mat)] = np.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns after divergence
-        return xs, np.nanmedian(mat, 1), np.nanmin(mat, 1), np.nanmax(mat, 1)
-
-
-def _bands(task: TaskResult, curve: str, metric: str | None = None, bins: int | None = None) -> list[Any]:
-    from andi.bench.plots import Band, arm_style
-
-    out = []
-    for i, a in enumerate(task.arms):
-        if curve == "train":
-            series = [(r["train"]["steps"], r["train"]["loss"]) for r in a.records]
-        else:
-            series = [(r["eval"].get("steps") or [], r["eval"].get(metric) or []) for r in a.records]
-        xs, med, lo, hi = _band([s for s in series if len(s[0])], bins)
-        if len(xs):
-            out.append(Band(a.label, xs, med, lo, hi, arm_style(a.optimizer, i)))
-    return out
+    A against its best other arm B and B against A (when A is B's best other arm) are one hypothesis — the
+    same two-sided test, with the same p-value — so the family counts it once and both get its adjusted p.
+    """
+    family: dict[tuple[str, frozenset[str]], list[Comparison]] = {}
+    for c in (c for r in results for c in r.comparisons):
+        family.setdefault((c.task, frozenset((c.arm, c.other))), []).append(c)
+    members = list(family.values())
+    for group, (p, reject) in zip(members, stats.holm_bonferroni([g[0].pvalue for g in members], alpha)):
+        for c in group:
+            c.holm_p, c.reject, c.family_size = p, reject, len(members)
 
 
 # ============================================================================================== writing
-def _env_lines(results: Sequence[TaskResult]) -> list[str]:
-    rec = next((r for t in results for a in t.arms for r in a.records), None)
-    if rec is None:
+def _figure1_lines(panels: list[Any], path: Path | None, rel: Path, suptitle: str, caption: str) -> list[str]:
+    """The Figure-1 layout (saddle, cifar, gpt in the paper's order) of ``panels`` that have data, if any."""
+    from andi.bench.plots import save_panels
+
+    panels = [p for p in panels if p.bands]
+    if path is None or not panels:
         return []
-    v, d = rec.get("versions", {}), rec.get("device", {})
-    return [
-        f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
-        f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
-        f"({d.get('name', '?')}), {d.get('threads', '?')} threads.",
-        "",
-        _execution_line(results),
-    ]
-
-
-def _execution_line(results: Sequence[TaskResult]) -> str:
-    """How the reported runs were executed, which is what their timings depend on (their metrics do not)."""
-    ways: dict[str, int] = {}
-    for r in (r for t in results for a in t.arms for r in a.records):
-        ex = r.get("execution")
-        if not isinstance(ex, dict):
-            way = "not recorded (before executors)"
-        else:
-            way = (
-                f"{ex.get('executor', '?')} executor, {ex.get('workers', '?')} run(s) at once, "
-                f"{ex.get('threads', '?')} thread(s) per run"
-            )
-            way += f", {ex['packed']} per GPU (packed)" if _packed(r) > 1 else ""
-        ways[way] = ways.get(way, 0) + 1
-    listed = "; ".join(f"{way} ({n} run{'s' if n != 1 else ''})" for way, n in ways.items())
-    return (
-        f"Timings were taken by: {listed}. Metrics do not depend on the executor; timings of runs sharing a "
-        "machine or a GPU do."
-    )
-
-
-def _fair_table(t: TaskResult) -> list[str]:
-    hib = "higher" if t.higher_is_better else "lower"
-    packed = max((a.packed for a in t.arms), default=1)
-    mark = " †" if packed > 1 else ""
-    lines = [
-        f"| arm | chosen lr | trials | final test {t.metric} (mean ± std) | n | steps to target | "
-        f"time to target (s{mark}) | speedup{mark} | opt step (ms{mark}) | state | peak mem |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for a in t.arms:
-        lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + (" (at edge)" if a.at_edge else "")
-        n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
-        n += f" ({len(a.errors)} failed)" if a.errors else ""
-        n += f" ({a.n_missing} missing)" if a.n_missing else ""
-        final = fmt_mean_std(a.summary) if a.records else f"missing (0 of {a.expected} seeds)"
-        peak = fmt_bytes(a.peak_bytes) + (" (RSS)" if a.peak_kind == "rss" and a.peak_bytes else "")
-        lines.append(
-            f"| {a.label} | {lr} | {a.trials} | {final} | {n} | {fmt(a.median_steps)} | "
-            f"{fmt(a.median_time)} | {'miss' if a.speedup == 0 else fmt(a.speedup, 3)} | "
-            f"{fmt(a.step_time_s * 1e3, 3)} | "
-            f"{fmt_bytes(a.state_bytes)} | {peak} |"
-        )
-    target = "—" if t.target is None else fmt(t.target)
-    lines += [
-        "",
-        f"Metric: test {t.metric} at the end of the schedule ({hib} is better). Target = median final "
-        f"{t.metric} of tuned {t.manifest.get('reference_arm', 'adamw')} over reporting seeds (with an "
-        f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
-        "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
-        "speedup = AdamW's time to target / the arm's.",
-    ]
-    if packed > 1:
-        lines += [
-            "",
-            f"† Timed with up to {packed} runs packed on one GPU (`--workers-per-gpu`): these wall-clock "
-            "numbers are not comparable with timings of runs that had a device to themselves.",
-        ]
-    return lines
-
-
-def _comparison_lines(t: TaskResult, name: str = "test") -> list[str]:
-    if not t.comparisons:
-        return ["No comparison possible (fewer than 2 finite results per arm)."]
-    lines = [
-        f"| arm | best other arm | mean diff ({name}) | 95 % CI | paired one-sided p | Holm p | "
-        "Welch t (df) | Welch two-sided p | verdict |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in t.comparisons:
-        ci = "—" if math.isnan(c.diff.ci_low) else f"[{fmt(c.diff.ci_low)}, {fmt(c.diff.ci_high)}]"
-        w = c.welch
-        paired_p = fmt(c.paired.pvalue if c.paired else None, 3)
-        welch_t = f"{fmt(w.statistic, 3)} ({fmt(w.df, 3)})" if w else "—"
-        cells = [
-            t.arm(c.arm).label,
-            t.arm(c.other).label,
-            fmt(c.diff.mean),
-            ci,
-            paired_p,
-            fmt(c.holm_p, 3),
-            welch_t,
-            fmt(w.pvalue if w else None, 3),
-            c.verdict,
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
-    andi = next((c for c in t.comparisons if t.arm(c.arm).optimizer.startswith("andi")), None)
-    if andi is not None and andi.welch is not None:
-        w = andi.welch
-        lines += [
-            "",
-            f"**ANDI vs the best other arm ({t.arm(andi.other).label})**: Welch t = {fmt(w.statistic, 3)}, "
-            f"df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired one-sided "
-            f"p = {fmt(andi.paired.pvalue if andi.paired else None, 3)}, Holm-adjusted "
-            f"{fmt(andi.holm_p, 3)} → **{andi.verdict}** (α = {ALPHA}).",
-        ]
-    return lines
-
-
-def _lr_plot(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path:
-    from andi.bench.plots import LrSeries, arm_style, save_lr_sensitivity
-
-    series = [
-        LrSeries(
-            a.label, [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning], a.chosen_lr, arm_style(a.optimizer, i)
-        )
-        for i, a in enumerate(t.arms)
-        if a.tuning
-    ]
-    return save_lr_sensitivity(path, f"{t.task}: lr sensitivity", series, ylabel, logy)
+    order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
+    panels.sort(key=lambda p: order[p.title])
+    return figure_lines(save_panels(path, panels, suptitle), rel, "figure 1", caption)
 
 
 def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
-    from andi.bench.plots import Panel, arm_style, save_panels, save_profiles
+    from andi.bench.plots import Panel
 
     m = group[0].manifest
     spec = m["spec"]
@@ -489,58 +348,33 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     ]
     fig1 = []
     for t in group:
-        lines += [f"### {t.task}", "", *_fair_table(t), "", *_comparison_lines(t), ""]
+        lines += [f"### {t.task}", "", *fair_table(t), "", *comparison_lines(t, ALPHA), ""]
         if fig_dir is not None:
-            panels = [
-                Panel("train loss (bin means)", _bands(t, "train", bins=50), "train loss", logy=t.task == "saddle"),
-                Panel(
-                    f"test {t.metric}",
-                    _bands(t, "eval", t.metric),
-                    t.metric,
-                    logy=t.task == "saddle" and not t.higher_is_better,
-                ),
-            ]
-            p1 = save_panels(
-                fig_dir / f"{prefix}-{t.task}-curves.png", panels, f"{t.task}: median and min–max over reporting seeds"
-            )
-            p2 = _lr_plot(
-                t,
-                fig_dir / f"{prefix}-{t.task}-lr.png",
-                f"final validation {t.metric}",
-                t.task == "saddle" and not t.higher_is_better,
-            )
-            lines += [f"![{t.task} curves]({rel / p1.name})", "", f"![{t.task} lr sensitivity]({rel / p2.name})", ""]
+            lines += fair_task_figures(t, fig_dir, prefix, rel)
             if t.task in _FIG1_ORDER:
-                fig1.append(
-                    Panel(
-                        _FIG1_TITLES[t.task],
-                        _bands(t, "train", bins=50),
-                        "training loss (bin means)",
-                        logy=t.task == "saddle",
-                    )
-                )
-    if fig_dir is not None and fig1:
-        order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
-        fig1.sort(key=lambda p: order[p.title])
-        p = save_panels(
-            fig_dir / f"{prefix}-figure1.png",
-            fig1,
-            "Training loss as in the paper's Figure 1 (means "
-            "over 50 step bins; median and min–max over reporting seeds)",
-        )
-        lines += [
-            "### Figure-1 layout (training loss; the tables above use held-out metrics)",
-            "",
-            f"![figure 1]({rel / p.name})",
-            "",
-        ]
-    lines += _aggregate(group, fig_dir, prefix, rel, save_profiles, arm_style)
+                train = bands(t, "train", bins=50)
+                fig1.append(Panel(_FIG1_TITLES[t.task], train, "training loss (bin means)", logy=t.task == "saddle"))
+    lines += verdict_summary_lines(group, ALPHA)
+    figure1 = _figure1_lines(
+        fig1,
+        fig_dir / f"{prefix}-figure1.png" if fig_dir is not None else None,
+        rel,
+        "Training loss as in the paper's Figure 1 (means over 50 step bins; median and min–max over reporting seeds)",
+        "Training loss per task in the paper's Figure-1 layout: median (line) and min–max (band) over reporting "
+        "seeds of 50-step bin means.",
+    )
+    if figure1:
+        lines += ["### Figure-1 layout (training loss; the tables above use held-out metrics)", "", *figure1]
+    lines += _aggregate(group, fig_dir, prefix, rel)
+    if fig_dir is not None:
+        lines += quality_profile_lines(group, fig_dir, prefix, rel)
     return lines
 
 
-def _aggregate(
-    group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path, save_profiles: Any, arm_style: Any
-) -> list[str]:
+def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
+    """The AlgoPerf table across tasks (time and steps to target) and its performance-profile figure."""
+    from andi.bench.plots import arm_style, save_profiles
+
     tasks = [t for t in group if t.target is not None]
     if not tasks:
         return []
@@ -588,12 +422,18 @@ def _aggregate(
             R_MAX,
             {labels[a][0]: arm_style(labels[a][1], i) for i, a in enumerate(labels)},
         )
-        lines += [f"![performance profiles]({rel / p.name})", ""]
+        lines += figure_lines(
+            p,
+            rel,
+            "performance profiles",
+            "AlgoPerf performance profiles: the fraction of tasks an arm reaches the target within τ times the "
+            "fastest arm's wall-clock time (left) or steps (right).",
+        )
     return lines
 
 
 def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
-    from andi.bench.plots import Panel, save_panels
+    from andi.bench.plots import Panel
 
     m = group[0].manifest
     paper = dict(m["spec"].get("paper_andi_lr", []))
@@ -633,26 +473,34 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
                 + ", ".join(f"{fmt(e['lr'])} → {fmt(e['score'])}" for e in andi.tuning)
                 + f". Chosen {fmt(andi.chosen_lr)}; the paper reports {fmt(paper.get(t.task))}.",
             ]
-        lines += ["", *_comparison_lines(t, "loss"), "", "_Two seeds, one of them the tuning seed: not evidence._", ""]
+        lines += [
+            "",
+            *comparison_lines(t, ALPHA, "loss"),
+            "",
+            "_Two seeds, one of them the tuning seed: not evidence._",
+            "",
+        ]
         if fig_dir is not None:
-            if andi is not None:
-                p = _lr_plot(t, fig_dir / f"{prefix}-{t.task}-lr.png", "loss at last record", t.task == "saddle")
-                lines += [f"![{t.task} ANDI lr search]({rel / p.name})", ""]
+            lines += figure_lines(
+                lr_figure(t, fig_dir / f"{prefix}-{t.task}-lr.png", "loss at last record", t.task == "saddle"),
+                rel,
+                f"{t.task} ANDI lr search",
+                "ANDI's grid search on the search seed: loss at the last record against lr (log scale); a cross "
+                "is a diverged trial, a ring the chosen lr.",
+            )
             if t.task in _FIG1_ORDER:
-                fig1.append(
-                    Panel(
-                        _FIG1_TITLES[t.task], _bands(t, "train"), "training loss (minibatch)", logy=t.task == "saddle"
-                    )
-                )
-    if fig_dir is not None and fig1:
-        order = {title: i for i, title in enumerate(_FIG1_TITLES.values())}
-        fig1.sort(key=lambda p: order[p.title])
-        p = save_panels(
-            fig_dir / f"{prefix}-figure1.png",
-            fig1,
-            "Replay of the paper's Figure 1 (median and range over seeds 42, 1337)",
-        )
-        lines += ["### Figure 1 (replay)", "", f"![figure 1 replay]({rel / p.name})", ""]
+                train = bands(t, "train")
+                fig1.append(Panel(_FIG1_TITLES[t.task], train, "training loss (minibatch)", logy=t.task == "saddle"))
+    figure1 = _figure1_lines(
+        fig1,
+        fig_dir / f"{prefix}-figure1.png" if fig_dir is not None else None,
+        rel,
+        "Replay of the paper's Figure 1 (median and range over seeds 42, 1337)",
+        "The paper's Figure 1 replayed: recorded minibatch training loss, median (line) and range (band) over "
+        "the two seeds.",
+    )
+    if figure1:
+        lines += ["### Figure 1 (replay)", "", *figure1]
     return lines
 
 
@@ -709,7 +557,7 @@ def _render(results_dir: Path, out: Path, figures: bool) -> str:
             apply_holm(group)
             body += _fair_section(group, fig_dir, prefix, Path("figures"))
         analysed += group
-    lines += [*_env_lines(analysed), ""]
+    lines += [*env_lines(analysed), ""]
     if recs.missing:
         lines += [
             f"> **{len(recs.missing)} record(s) named by a manifest are missing or corrupt** and were left "

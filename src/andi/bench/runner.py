@@ -9,6 +9,8 @@ seeds, shared by every arm so results pair per seed), builds the optimizer throu
         loss = task.loss(model, next(batches))          # pre-update minibatch loss, recorded every
         if not finite(loss): status = "diverged"; stop  #   train_record_every steps
         optimizer.zero_grad(); loss.backward()
+        if an evaluation follows this step:             # ‖all grads‖₂ of this batch, before the update
+            norm = global_grad_norm(model.parameters()) #   (kept on the device, read at the end)
         optimizer.step()                                # timed alone (synchronized on CUDA); a
                                                         #   FloatingPointError / LinAlgError = diverged
         scheduler.step()
@@ -20,6 +22,14 @@ evaluates. The record holds the curves, the final metrics, timings (training tim
 optimizer-state bytes (sum of ``nbytes`` of the tensors in ``optimizer.state``: exact and device-independent)
 and peak memory (``torch.cuda.max_memory_allocated`` after a reset on CUDA; the process's peak RSS on CPU,
 which is cumulative over the process and therefore only indicative).
+
+Gradient norm at every evaluation point: ``train.grad_norm_steps`` and ``train.grad_norm`` (aligned lists).
+For the evaluation at step ``k > 0`` they hold ``k - 1`` and ``‖∇L(θ_{k-1}; batch_{k-1})‖₂``, the global L2
+norm over all parameters of the minibatch gradient that made the last update before that evaluation, taken
+after ``backward()`` and before ``optimizer.step()`` (the same step indexing as ``train.steps``, whose loss is
+that of the same parameters and batch); ``null`` when non-finite. The step-0 evaluation has no gradient before
+it, and a run that never evaluates (``eval_split="none"``) records none. Records written before this field
+existed lack both keys and stay valid.
 """
 
 from __future__ import annotations
@@ -33,7 +43,7 @@ import statistics
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -47,7 +57,7 @@ from .schedules import SCHEDULES, lr_scheduler
 from .tasks import SIZES, Task, get_task
 from .util import device_info, progress_bar, sync, versions
 
-__all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "run"]
+__all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "global_grad_norm", "run"]
 
 SCHEMA_VERSION = 1
 EVAL_SPLITS = ("val", "test", "none")
@@ -189,6 +199,26 @@ def _state_bytes(optimizer: torch.optim.Optimizer) -> int:
     return sum(walk(state) for state in optimizer.state.values())
 
 
+def global_grad_norm(parameters: Iterable[torch.Tensor]) -> torch.Tensor | None:
+    """The global L2 norm ``‖(g_1, …, g_n)‖₂`` of the parameters' gradients, as a 0-d float32 tensor.
+
+    One ``torch._foreach_norm`` (per-tensor norms, accumulated in float32 whatever the gradients' dtype) and one
+    ``vector_norm`` of their stack: a few kernels and no host synchronization, so recording it costs nothing
+    measurable. ``None`` when no parameter has a gradient. The parameters must share one device.
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return None
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2, dtype=torch.float32)))
+
+
+def _finite_or_none(values: list[torch.Tensor]) -> list[float | None]:
+    """0-d tensors as floats (one device-to-host copy for all), non-finite ones as ``None`` (strict JSON)."""
+    if not values:
+        return []
+    return [v if math.isfinite(v) else None for v in torch.stack(values).cpu().tolist()]
+
+
 def _peak_rss_bytes() -> int | None:
     try:
         import resource
@@ -252,6 +282,8 @@ class _TrainingHistory:
 
     train_steps: list[int] = field(default_factory=list)
     train_loss: list[float] = field(default_factory=list)
+    grad_norm_steps: list[int] = field(default_factory=list)
+    grad_norms: list[torch.Tensor] = field(default_factory=list)  # 0-d float32 tensors, read once at the end
     last100: deque[float] = field(default_factory=lambda: deque(maxlen=100))
     eval_steps: list[int] = field(default_factory=list)
     eval_values: dict[str, list[float]] = field(default_factory=dict)
@@ -328,6 +360,11 @@ def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if evaluating and (step + 1 == steps or (eval_every > 0 and (step + 1) % eval_every == 0)):
+                grad_norm = global_grad_norm(model.parameters())  # no sync: read in _build_record
+                if grad_norm is not None:
+                    history.grad_norm_steps.append(step)
+                    history.grad_norms.append(grad_norm)
             sync(device)
             t0 = time.perf_counter()
             try:
@@ -394,7 +431,12 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
             "param_groups": len(optimizer.param_groups),
             "roles": prepared.roles,
         },
-        "train": {"steps": history.train_steps, "loss": history.train_loss},
+        "train": {
+            "steps": history.train_steps,
+            "loss": history.train_loss,
+            "grad_norm_steps": history.grad_norm_steps,
+            "grad_norm": _finite_or_none(history.grad_norms),
+        },
         "eval": {"steps": history.eval_steps, **history.eval_values},
         "final": {
             "metric": task.primary_metric,

@@ -19,6 +19,11 @@ Conventions (docs/design/protocol.md, "Statistics" and "Aggregation across tasks
   ``value <= target`` (lower is better) or ``value >= target`` (higher is better).
 * AlgoPerf score with ``r_max = 4``: ``B_s = 1/(r_max - 1) ∫_1^{r_max} ρ_s(τ) dτ``, which for the step
   function ρ_s equals the mean over tasks of ``max(0, r_max - r_{s,w}) / (r_max - 1)``.
+* Verdicts are two-sided: a comparison is significant when its two-sided p-value survives Holm's correction,
+  and its direction is the sign of the mean difference read through ``higher_is_better``
+  (:func:`verdict_direction`), so a clear loss reads as a loss, not as a tie.
+* Quality profiles (Dolan–Moré) compare final *errors*, lower is better: a lower-is-better metric is its own
+  error, a higher-is-better metric (an accuracy in [0, 1]) has error ``1 - value`` (:func:`metric_error`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "holm_bonferroni",
     "lower_median",
     "median",
+    "metric_error",
     "paired_ttest",
     "performance_profile",
     "performance_ratios",
@@ -47,10 +53,12 @@ __all__ = [
     "t_sf",
     "target_value",
     "time_to_target",
+    "verdict_direction",
     "welch_ttest",
 ]
 
 Alternative = Literal["two-sided", "less", "greater"]
+Direction = Literal["better", "worse", "none"]
 
 _CF_MAX_ITER = 500
 _CF_EPS = 1e-15
@@ -318,6 +326,19 @@ def holm_bonferroni(pvalues: Sequence[float], alpha: float = 0.05) -> list[tuple
     return [(p, p <= alpha) for p in adjusted]
 
 
+def verdict_direction(mean_diff: float, significant: bool, higher_is_better: bool) -> Direction:
+    """Direction of a two-sided comparison of arm A against arm B from ``mean_diff = mean(A) - mean(B)``.
+
+    ``"better"`` when the difference is significant and points the metric's good way (``mean_diff > 0`` for
+    a higher-is-better metric, ``< 0`` for a lower-is-better one), ``"worse"`` when it is significant and
+    points the other way, ``"none"`` when it is not significant (or the difference is 0 or ``nan``, which a
+    two-sided test never calls significant).
+    """
+    if not significant or not mean_diff or math.isnan(mean_diff):
+        return "none"
+    return "better" if (mean_diff > 0) == higher_is_better else "worse"
+
+
 # ----------------------------------------------------------------------------------- time-to-target
 def _reaches(value: float | None, target: float, higher_is_better: bool) -> bool:
     if value is None or not math.isfinite(value):
@@ -422,3 +443,15 @@ def geometric_mean_speedup(
 def finite_values(values: Iterable[float | None]) -> list[float]:
     """The finite floats of ``values`` (``None``, NaN and inf dropped)."""
     return _finite(values)
+
+
+def metric_error(value: float | None, higher_is_better: bool) -> float:
+    """A final metric as an error, lower is better, for ratios to the best arm (Dolan–Moré profiles).
+
+    Lower-is-better metrics (losses) are their own error; a higher-is-better metric is taken to be an accuracy
+    in [0, 1] and its error is ``1 - value``. A missing or non-finite value (a diverged or failed run) is an
+    infinite error: a miss.
+    """
+    if value is None or not math.isfinite(value):
+        return math.inf
+    return 1.0 - float(value) if higher_is_better else float(value)

@@ -12,7 +12,8 @@ sweep over the directory computes it again.
 
 Records written by a sweep carry ``execution`` ``{executor, workers, host, threads, packed}``: how the run was
 executed, which is not part of the config hash (the metrics do not depend on it; timings may). Older records
-without it stay valid.
+without it stay valid. Likewise the gradient-norm curve ``train.grad_norm_steps`` / ``train.grad_norm`` (see
+:mod:`andi.bench.runner`) is optional: records without it are valid, and a report skips what needs it.
 """
 
 from __future__ import annotations
@@ -80,8 +81,10 @@ def validate_record(
     train = record.get("train")
     if not isinstance(train, dict) or not isinstance(train.get("steps"), list):
         problems.append("missing train curve")
-    elif len(train["steps"]) != len(train.get("loss") or []):
-        problems.append("train steps and losses differ in length")
+    else:
+        if len(train["steps"]) != len(train.get("loss") or []):
+            problems.append("train steps and losses differ in length")
+        problems += _grad_norm_problems(train)
     ev = record.get("eval")
     if not isinstance(ev, dict):
         problems.append("missing eval")
@@ -107,6 +110,23 @@ def validate_record(
     if not isinstance(memory, dict) or not isinstance(memory.get("state_bytes"), int):
         problems.append("missing memory.state_bytes")
     return problems
+
+
+def _grad_norm_problems(train: Mapping[str, Any]) -> list[str]:
+    """Problems of the optional gradient-norm curve (``train.grad_norm_steps`` / ``train.grad_norm``).
+
+    Both keys or neither: records written before the runner recorded gradient norms have neither and stay
+    valid. When present they are lists of equal length, the values numbers or ``null`` (non-finite).
+    """
+    has_steps, has_values = "grad_norm_steps" in train, "grad_norm" in train
+    if not has_steps and not has_values:
+        return []
+    steps, values = train.get("grad_norm_steps"), train.get("grad_norm")
+    if not isinstance(steps, list) or not isinstance(values, list) or len(steps) != len(values):
+        return ["train.grad_norm is not a list aligned with train.grad_norm_steps"]
+    if not all(v is None or _is_num(v) for v in values):
+        return ["train.grad_norm holds a value that is neither a number nor null"]
+    return []
 
 
 # ================================================================================================= store

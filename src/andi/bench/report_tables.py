@@ -1,0 +1,204 @@
+"""The report's text: number formatting, the per-task tables and the verdict lines (markdown).
+
+Split from :mod:`andi.bench.report`, which analyses the records and assembles the sections; everything here
+only formats a :class:`~andi.bench.report.TaskResult` that is already computed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from andi.bench import stats
+
+if TYPE_CHECKING:
+    from andi.bench.report import TaskResult
+
+__all__ = [
+    "comparison_lines",
+    "env_lines",
+    "fair_table",
+    "fmt",
+    "fmt_bytes",
+    "fmt_mean_std",
+    "packed_runs",
+    "verdict_summary_lines",
+]
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    """A number with ``digits`` significant digits; ``—`` for missing, ``miss`` for ``inf``."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if math.isinf(x):
+        return "miss" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and not math.isfinite(n)):
+        return "—"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{int(n)} B"
+
+
+def fmt_mean_std(s: stats.Summary) -> str:
+    if s.n == 0:
+        return "—"
+    return fmt(s.mean) if s.n == 1 else f"{fmt(s.mean)} ± {fmt(s.std)}"
+
+
+def packed_runs(record: Mapping[str, Any]) -> int:
+    """Runs that shared the record's GPU (1 when alone, not on a GPU, or recorded before executors)."""
+    packed = (record.get("execution") or {}).get("packed")
+    return packed if isinstance(packed, int) and not isinstance(packed, bool) and packed > 1 else 1
+
+
+def env_lines(results: Sequence[TaskResult]) -> list[str]:
+    rec = next((r for t in results for a in t.arms for r in a.records), None)
+    if rec is None:
+        return []
+    v, d = rec.get("versions", {}), rec.get("device", {})
+    return [
+        f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
+        f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
+        f"({d.get('name', '?')}), {d.get('threads', '?')} threads.",
+        "",
+        execution_line(results),
+    ]
+
+
+def execution_line(results: Sequence[TaskResult]) -> str:
+    """How the reported runs were executed, which is what their timings depend on (their metrics do not)."""
+    ways: dict[str, int] = {}
+    for r in (r for t in results for a in t.arms for r in a.records):
+        ex = r.get("execution")
+        if not isinstance(ex, dict):
+            way = "not recorded (before executors)"
+        else:
+            way = (
+                f"{ex.get('executor', '?')} executor, {ex.get('workers', '?')} run(s) at once, "
+                f"{ex.get('threads', '?')} thread(s) per run"
+            )
+            way += f", {ex['packed']} per GPU (packed)" if packed_runs(r) > 1 else ""
+        ways[way] = ways.get(way, 0) + 1
+    listed = "; ".join(f"{way} ({n} run{'s' if n != 1 else ''})" for way, n in ways.items())
+    return (
+        f"Timings were taken by: {listed}. Metrics do not depend on the executor; timings of runs sharing a "
+        "machine or a GPU do."
+    )
+
+
+def fair_table(t: TaskResult) -> list[str]:
+    hib = "higher" if t.higher_is_better else "lower"
+    packed = max((a.packed for a in t.arms), default=1)
+    mark = " †" if packed > 1 else ""
+    lines = [
+        f"| arm | chosen lr | trials | final test {t.metric} (mean ± std) | n | steps to target | "
+        f"time to target (s{mark}) | speedup{mark} | opt step (ms{mark}) | state | peak mem |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for a in t.arms:
+        lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + (" (at edge)" if a.at_edge else "")
+        n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
+        n += f" ({len(a.errors)} failed)" if a.errors else ""
+        n += f" ({a.n_missing} missing)" if a.n_missing else ""
+        final = fmt_mean_std(a.summary) if a.records else f"missing (0 of {a.expected} seeds)"
+        peak = fmt_bytes(a.peak_bytes) + (" (RSS)" if a.peak_kind == "rss" and a.peak_bytes else "")
+        lines.append(
+            f"| {a.label} | {lr} | {a.trials} | {final} | {n} | {fmt(a.median_steps)} | "
+            f"{fmt(a.median_time)} | {'miss' if a.speedup == 0 else fmt(a.speedup, 3)} | "
+            f"{fmt(a.step_time_s * 1e3, 3)} | "
+            f"{fmt_bytes(a.state_bytes)} | {peak} |"
+        )
+    target = "—" if t.target is None else fmt(t.target)
+    lines += [
+        "",
+        f"Metric: test {t.metric} at the end of the schedule ({hib} is better). Target = median final "
+        f"{t.metric} of tuned {t.manifest.get('reference_arm', 'adamw')} over reporting seeds (with an "
+        f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
+        "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
+        "speedup = AdamW's time to target / the arm's.",
+    ]
+    if packed > 1:
+        lines += [
+            "",
+            f"† Timed with up to {packed} runs packed on one GPU (`--workers-per-gpu`): these wall-clock "
+            "numbers are not comparable with timings of runs that had a device to themselves.",
+        ]
+    return lines
+
+
+def _diff_interval(c: Any) -> str:
+    """95 % CI of the tested mean difference: paired over common seeds, else Welch's (from its t and df)."""
+    if c.paired is not None:
+        return "—" if math.isnan(c.diff.ci_low) else f"[{fmt(c.diff.ci_low)}, {fmt(c.diff.ci_high)}]"
+    t, df = c.welch.statistic, c.welch.df
+    if not (math.isfinite(t) and t != 0 and math.isfinite(df)):
+        return "—"
+    half = stats.t_ppf(0.975, df) * abs(c.mean_diff / t)
+    return f"[{fmt(c.mean_diff - half)}, {fmt(c.mean_diff + half)}]"
+
+
+def comparison_lines(t: TaskResult, alpha: float, name: str = "test") -> list[str]:
+    """The table of every arm against the best other arm on task ``t``, the rule, and ANDI's summary line."""
+    if not t.comparisons:
+        return ["No comparison possible (fewer than 2 finite results per arm)."]
+    lines = [
+        f"| arm | best other arm | mean diff ({name}) | 95 % CI | test | two-sided p | Holm p | "
+        "Welch t (df) | Welch two-sided p | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in t.comparisons:
+        w = c.welch
+        cells = [
+            t.arm(c.arm).label,
+            c.other_label,
+            fmt(c.mean_diff),
+            _diff_interval(c),
+            c.test_name,
+            fmt(c.pvalue, 3),
+            fmt(c.holm_p, 3),
+            f"{fmt(w.statistic, 3)} ({fmt(w.df, 3)})",
+            fmt(w.pvalue, 3),
+            c.verdict,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    better = "higher" if t.higher_is_better else "lower"
+    lines += [
+        "",
+        "Two-sided tests of each arm against the best other arm: paired t over the seeds both have when at "
+        f"least two pair up, else Welch. Holm–Bonferroni over the {t.comparisons[0].family_size} distinct "
+        f'comparison(s) of this protocol run, α = {alpha}; a significant difference reads "better than" or '
+        f'"worse than" from the sign of the mean difference (arm − other; {better} is better).',
+    ]
+    andi = next((c for c in t.comparisons if t.arm(c.arm).optimizer.startswith("andi")), None)
+    if andi is not None:
+        w = andi.welch
+        lines += [
+            "",
+            f"**ANDI vs the best other arm ({andi.other_label})**: mean difference {fmt(andi.mean_diff)}; "
+            f"Welch t = {fmt(w.statistic, 3)}, df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired "
+            f"two-sided p = {fmt(andi.paired.pvalue if andi.paired else None, 3)}; Holm-adjusted p "
+            f"({andi.test_name}) = {fmt(andi.holm_p, 3)} → **{andi.verdict}** (α = {alpha}).",
+        ]
+    return lines
+
+
+def verdict_summary_lines(group: Sequence[TaskResult], alpha: float) -> list[str]:
+    """One line per task with every arm's verdict against its best other arm (the tables' last column)."""
+    tasks = [t for t in group if t.comparisons]
+    if not tasks:
+        return []
+    family = tasks[0].comparisons[0].family_size
+    lines = [f"### Verdicts (two-sided, Holm over {family} comparison(s), α = {alpha})", ""]
+    for t in tasks:
+        verdicts = "; ".join(
+            f"{t.arm(c.arm).label}: {c.verdict}" + (f" from {c.other_label}" if c.direction == "none" else "")
+            for c in t.comparisons
+        )
+        lines.append(f"- **{t.task}** (test {t.metric}): {verdicts}.")
+    return [*lines, ""]
