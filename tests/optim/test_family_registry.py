@@ -12,6 +12,7 @@ from torch import nn
 
 from andi import ANDI
 from andi.optim import registry
+from andi.optim.muon import Muon
 from andi.optim.normuon import NorMuon
 from andi.optim.registry import (
     AUX_ADAMW_LR,
@@ -67,7 +68,8 @@ def test_names():
 
 @pytest.mark.parametrize(
     ("name", "cls"),
-    [("muon", torch.optim.Muon), ("sinkgd", SinkGD), ("rmnp", RMNP), ("normuon", NorMuon)],
+    # On the CPU the muon arm is our Muon: Newton–Schulz in float32 (torch.optim.Muon has bf16 only).
+    [("muon", Muon), ("sinkgd", SinkGD), ("rmnp", RMNP), ("normuon", NorMuon)],
 )
 def test_hybrid_arms_route_hidden_matrices(name, cls):
     model = GPTish()
@@ -85,6 +87,13 @@ def test_hybrid_arms_route_hidden_matrices(name, cls):
         assert (g["lr"], g["betas"], g["eps"], g["weight_decay"]) == (1e-3, (0.8, 0.9), 1e-9, 0.05)
     assert groups["embedding"]["param_names"] == ["tok_emb.weight"]
     assert groups["head"]["param_names"] == ["head.weight"]
+
+
+def test_muon_arm_is_torch_muon_with_bf16_newton_schulz():
+    """``ns_dtype=torch.bfloat16`` asks for torch's precision, so torch's class takes the hidden matrices again."""
+    opt = create_optimizer("muon", GPTish(), lr=0.03, ns_dtype=torch.bfloat16)
+    assert type(opt.inner["muon"]) is torch.optim.Muon
+    assert "ns_dtype" not in opt.inner["muon"].defaults
 
 
 def test_hybrid_defaults_bare_params_and_role_overrides():

@@ -184,7 +184,9 @@ def test_add_param_group_and_custom_algorithms():
 
     lin = nn.Linear(4, 4)
     conv = nn.Conv2d(2, 2, 3)
-    torch_muon = RoutedOptimizer([{"params": [lin.weight], "algorithm": "muon"}], hyper={"muon": {"lr": 0.02}})
+    # bf16 Newton–Schulz asked for: torch's class (on CPU the default float32 NS builds ours)
+    bf16 = {"muon": {"lr": 0.02, "ns_dtype": torch.bfloat16}}
+    torch_muon = RoutedOptimizer([{"params": [lin.weight], "algorithm": "muon"}], hyper=bf16)
     assert type(torch_muon.inner["muon"]) is torch.optim.Muon
     with pytest.raises(ValueError, match="muon-reference"):
         torch_muon.add_param_group({"params": [conv.weight], "algorithm": "muon"})

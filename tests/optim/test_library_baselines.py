@@ -47,11 +47,68 @@ def _run(make, W0s: list[torch.Tensor], steps: int = 3, seed: int = 100) -> list
     ],
 )
 def test_our_muon_equals_torch_muon_on_matrices(kw):
+    """With torch's Newton–Schulz dtype (bf16; torch.optim.Muon has no other), ours is torch's Muon on CPU."""
     W0s = [_rand(64, 32, seed=1), _rand(32, 64, seed=2), _rand(48, 48, seed=3)]
-    ours = _run(lambda ps: Muon(ps, **kw), W0s)
+    ours = _run(lambda ps: Muon(ps, ns_dtype=torch.bfloat16, **kw), W0s)
     torch_ = _run(lambda ps: torch.optim.Muon(ps, **kw), W0s)
     for a, b in zip(ours, torch_):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _muon_fp64_oracle(W0: torch.Tensor, grads: list[torch.Tensor], lr: float, mu: float, wd: float) -> torch.Tensor:
+    """Nesterov Muon in float64 throughout (NS5 with KellerJordan's coefficients, shape factor sqrt(max(1, m/n)))."""
+    W, M = W0.double(), torch.zeros_like(W0, dtype=F64)
+    m, n = W0.shape
+    for G in grads:
+        G = G.double()
+        M = mu * M + (1 - mu) * G
+        X = (1 - mu) * G + mu * M
+        X = X.T if m > n else X
+        X = X / max(X.norm().item(), 1e-7)
+        for _ in range(5):
+            A = X @ X.T
+            X = 3.4445 * X + (-4.7750 * A + 2.0315 * A @ A) @ X
+        W = W * (1 - lr * wd) - lr * math.sqrt(max(1, m / n)) * (X.T if m > n else X)
+    return W
+
+
+@pytest.mark.parametrize("shape", [(64, 32), (32, 64), (48, 48)])
+def test_our_muon_on_cpu_runs_newton_schulz_in_float32(shape):
+    """The CPU default (ns_dtype=None) iterates in float32: it agrees with a float64 oracle to float32 rounding,
+    far closer than the bf16 setting, which differs from it by bf16 rounding."""
+    W0 = _rand(*shape, seed=20)
+    grads = [_rand(*shape, seed=200 + 10 * t) for t in range(3)]  # the gradients _run feeds
+    want = _muon_fp64_oracle(W0, grads, lr=0.02, mu=0.95, wd=0.1)
+
+    def run(**kw):
+        return _run(lambda ps: Muon(ps, lr=0.02, momentum=0.95, weight_decay=0.1, **kw), [W0], seed=200)[0].double()
+
+    fp32, bf16 = run(), run(ns_dtype=torch.bfloat16)
+    torch.testing.assert_close(fp32, want, rtol=0, atol=2e-6)
+    assert (bf16 - want).abs().max() > 20 * (fp32 - want).abs().max()
+    assert torch.equal(run(ns_dtype=torch.float32), fp32)
+
+
+def test_newton_schulz_runs_in_float32_on_cpu(monkeypatch):
+    """What dtype the iteration receives: float32 for CPU gradients by default, bf16 when asked."""
+    import sys
+
+    from andi.functional import newton_schulz
+
+    functional_muon = sys.modules["andi.functional.muon"]  # the package re-exports the function under this name
+    seen: list[torch.dtype] = []
+
+    def spy(G, *args, dtype=None, **kw):
+        seen.append(dtype)
+        return newton_schulz.zeropower_via_newtonschulz5(G, *args, dtype=dtype, **kw)
+
+    monkeypatch.setattr(functional_muon, "zeropower_via_newtonschulz5", spy)
+    _run(lambda ps: Muon(ps, lr=0.02), [_rand(8, 4)], steps=1)
+    _run(lambda ps: Muon(ps, lr=0.02, ns_dtype=torch.bfloat16), [_rand(8, 4)], steps=1)
+    assert seen == [torch.float32, torch.bfloat16]
+    assert newton_schulz.resolve_ns_dtype(None, "cuda") is torch.bfloat16
+    built = create_optimizer("muon", [torch.nn.Parameter(_rand(8, 4))])
+    assert type(built.inner["muon"]) is Muon  # CPU parameters: ours (float32 NS), not torch's bf16-only class
 
 
 def test_muon_arm_handles_conv_filters():
@@ -196,3 +253,17 @@ def test_library_defaults_we_rely_on():
     shampoo = create_optimizer("shampoo", p)
     assert shampoo.preconditioning_compute_steps == 10 and shampoo.start_preconditioning_step == 10
     assert math.isclose(create_optimizer("muon", p).param_groups[0]["lr"], 0.02)
+
+
+def test_muon_checkpoint_without_ns_dtype_loads_with_the_default():
+    """A state_dict saved before ``ns_dtype`` existed gets ``ns_dtype=None`` (the device default) when loaded."""
+    p = torch.nn.Parameter(_rand(8, 4))
+    p.grad = _rand(8, 4, seed=1)
+    saved = Muon([p], lr=0.02)
+    saved.step()
+    old = saved.state_dict()
+    del old["param_groups"][0]["ns_dtype"]
+    resumed = Muon([p], lr=0.02, ns_dtype=torch.bfloat16)
+    resumed.load_state_dict(old)
+    assert resumed.param_groups[0]["ns_dtype"] is None
+    resumed.step()

@@ -3,8 +3,9 @@
 Subcommands::
 
     andi-bench quick  [--out DIR] [--size smoke|cpu] [--data-root DIR] [--device cpu] [--threads N]
-    andi-bench run    --protocol fair|replay [--task gpt,cifar] [--optimizers andi,adamw,muon]
-                      [--size full|cpu|smoke] [--device cuda] [--out DIR] ...
+    andi-bench run    --protocol fair|replay|study|study-saddle-full|width|quick|quick-smoke
+                      [--task gpt,cifar] [--optimizers andi,adamw,muon] [--size full|cpu|smoke] [--device cuda]
+                      [--out DIR] ...
     (both)            [--executor serial|local|ray] [--workers N] [--workers-per-gpu K] [--ray-address ADDR]
                       [--claim-timeout SECONDS]
     andi-bench report DIR [--out FILE] [--no-figures]
@@ -51,7 +52,6 @@ from andi.bench.preflight import (
     check_writable_dir,
 )
 from andi.bench.protocol import (
-    CORE_ARMS,
     PROTOCOLS,
     QUICK,
     QUICK_SMOKE,
@@ -68,10 +68,13 @@ __all__ = ["build_parser", "main"]
 logger = logging.getLogger("andi.bench")
 
 DEFAULT_RESULTS = Path("andi-bench-results")
-CORE_ARM_NAMES = tuple(a.name for a in CORE_ARMS)
 QUICK_SIZES = {"cpu": QUICK, "smoke": QUICK_SMOKE}
-#: The size ``run --protocol NAME`` uses without ``--size`` (a smoke protocol runs at smoke size).
-DEFAULT_SIZES = {p.name: size for size, p in QUICK_SIZES.items()}
+#: The size ``run --protocol NAME`` uses without ``--size``: a smoke protocol runs at smoke size, a protocol that
+#: declares a ``default_size`` (``study-saddle-full``: ``full``) at that size, every other at ``cpu``.
+DEFAULT_SIZES = {
+    **{p.name: size for size, p in QUICK_SIZES.items()},
+    **{p.name: p.default_size for p in PROTOCOLS.values() if getattr(p, "default_size", None)},
+}
 EXIT_STATUS = (
     "exit status: 0 success; 2 the command line is wrong; 3 the machine or its files cannot serve it "
     "(device, output directory, datasets, results); 1 an unexpected error (a bug: the traceback is "
@@ -189,22 +192,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_common(q)
 
-    r = sub.add_parser("run", help="run one protocol (fair or replay) on some tasks")
-    r.add_argument("--protocol", choices=sorted(PROTOCOLS), default="fair")
-    r.add_argument("--task", type=_csv, default=None, help="comma-separated tasks (default: saddle,cifar,gpt)")
+    r = sub.add_parser("run", help="run one protocol (fair, replay, study, width, ...) on some tasks")
+    r.add_argument(
+        "--protocol",
+        choices=sorted(PROTOCOLS),
+        default="fair",
+        help="the declared protocol (`andi-bench list` describes each; default: fair)",
+    )
+    r.add_argument(
+        "--task",
+        type=_csv,
+        default=None,
+        help="comma-separated tasks (default: the protocol's; fair: saddle,cifar,gpt)",
+    )
     r.add_argument(
         "--optimizers",
         type=_csv,
         default=None,
-        help="comma-separated arms of the fair protocol, or 'all' (default: andi,adamw,muon); "
-        "adamw is always added since it sets the target and the aux lr",
+        help="comma-separated arms of the protocol, or 'all' (default: the protocol's default arms; fair: "
+        "andi,adamw,muon; study, study-saddle-full, width: all theirs); adamw is always added since it sets "
+        "the target and the aux lr",
     )
     r.add_argument(
         "--size",
         choices=("full", "cpu", "smoke"),
         default=None,
         help="task size: full (the paper's; GPU for cifar/gpt), cpu or smoke (default: smoke for "
-        "quick-smoke, else cpu)",
+        "quick-smoke, full for study-saddle-full, else cpu)",
     )
     r.add_argument("--steps", type=int, default=None, help="override the step count of every run")
     r.add_argument("--tuning-seeds", type=_ints, default=None, help="fair: override the tuning seeds")
@@ -310,9 +324,9 @@ def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> list[str]
         if missing:
             logger.warning("skipping arms whose optimizer is not installed: %s", ", ".join(missing))
         return [a.name for a in protocol.arms if a.optimizer in available]
-    # Without --optimizers: the core arms; family arms by name or with 'all'.
+    # Without --optimizers: the protocol's default arms (fair: the core arms); the others by name or with 'all'.
     names = [a.name for a in protocol.arms]
-    return check_names("--optimizers", "arm", requested, names, default=[n for n in names if n in CORE_ARM_NAMES])
+    return check_names("--optimizers", "arm", requested, names, default=list(protocol.run_arms()))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -420,7 +434,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 f"{p.description}; arms {', '.join(a.name for a in p.arms)}; "
                 f"tuning seeds {list(p.tuning_seeds)}, reporting seeds {list(p.reporting_seeds)}"
             )
-        print(f"  {name:<12} {desc}")
+        print(f"  {name:<18} {desc}")
     return 0
 
 

@@ -10,8 +10,9 @@ Stages are as wide as the protocol allows, so that parallel executors have work:
 
 * fair: AdamW (the reference arm) and every non-hybrid arm tune at once; as soon as AdamW's lr is chosen (after
   its edge extension, if any), the hybrid arms, whose aux lr it is, start tuning, in the same stage as AdamW's
-  reporting runs; each arm's edge extension and reporting runs follow its own selection. Each arm's procedure
-  is exactly the sequential one (:func:`fair_plan`), so the manifest is the same as a one-run-at-a-time sweep's.
+  reporting runs; each arm's edge extension rounds and reporting runs follow its own selection. Each arm's
+  procedure is exactly the sequential one (:func:`fair_plan`), so the manifest is the same as a one-run-at-a-time
+  sweep's.
 * replay: the ANDI lr search and the fixed arms' runs in one stage, then the winner on every seed.
 """
 
@@ -75,7 +76,11 @@ def _fair_arm(
     on_chosen: Callable[[ArmSpec, float], None],
     **run: Any,
 ) -> _ArmSteps:
-    """One arm of the fair protocol: grid, selection, edge rule, reporting seeds; returns its manifest entry."""
+    """One arm of the fair protocol: grid, selection, edge rule, reporting seeds; returns its manifest entry.
+
+    The edge rule runs in rounds: while the winner sits at an edge of every lr explored so far and fewer than
+    ``protocol.edge_extension_rounds`` rounds have run, ``protocol.extension`` points beyond that edge are tuned and
+    the winner re-selected. ``edge_capped`` marks a winner still at an edge when the rounds ran out."""
 
     def tuning_configs(lrs: Sequence[float]) -> list[RunConfig]:
         return [
@@ -100,23 +105,40 @@ def _fair_arm(
     tuning = trials(grid, (yield tuning_configs(grid)))
     hib = tuning[0]["higher_is_better"]
     chosen = tuning[protocol.select([t["score"] for t in tuning], hib)]["lr"]
-    ext = protocol.extension(grid, chosen)
-    if ext:
+    extension: list[float] = []
+    rounds = 0
+    while rounds < protocol.edge_extension_rounds:
+        ext = protocol.extension([t["lr"] for t in tuning], chosen)
+        if not ext:
+            break
+        rounds += 1
         logger.info(
-            "%s/%s: winner lr %.4g at a grid edge; extending with %s",
+            "%s/%s: winner lr %.4g at a grid edge; extension round %d/%d with %s",
             task,
             arm.name,
             chosen,
+            rounds,
+            protocol.edge_extension_rounds,
             ", ".join(f"{x:.4g}" for x in ext),
         )
+        extension += ext
         tuning += trials(ext, (yield tuning_configs(ext)))
         tuning.sort(key=lambda t: t["lr"])
         chosen = tuning[protocol.select([t["score"] for t in tuning], hib)]["lr"]
     on_chosen(arm, chosen)
     all_lrs = [t["lr"] for t in tuning]
-    reporting = yield [
-        protocol.config(arm, task, chosen, s, split="test", aux_lr=aux_lr, **run) for s in protocol.reporting_seeds
-    ]
+    at_edge = chosen in (min(all_lrs), max(all_lrs))
+    capped = at_edge and rounds == protocol.edge_extension_rounds and protocol.edge_extension > 0
+    if capped:
+        logger.warning(
+            "%s/%s: winner lr %.4g still at the edge after %d extension round(s), the cap: marked edge_capped",
+            task,
+            arm.name,
+            chosen,
+            rounds,
+        )
+    seeds = protocol.reporting_seeds_for(arm)
+    reporting = yield [protocol.config(arm, task, chosen, s, split="test", aux_lr=aux_lr, **run) for s in seeds]
     return {
         "arm": arm.name,
         "label": arm.display,
@@ -125,12 +147,15 @@ def _fair_arm(
         "hybrid": arm.hybrid,
         "aux_lr": aux_lr,
         "grid": list(grid),
-        "extension": list(ext),
-        "edge_extended": bool(ext),
-        "at_edge": chosen in (min(all_lrs), max(all_lrs)),
+        "extension": extension,
+        "edge_extended": bool(extension),
+        "extension_rounds": rounds,
+        "at_edge": at_edge,
+        "edge_capped": capped,
         "trials": sum(len(t["keys"]) for t in tuning),
         "tuning": tuning,
         "chosen_lr": chosen,
+        "seeds": list(seeds),
         "reporting": [r["key"] for r in reporting],
         "source": arm.source,
     }
@@ -148,7 +173,8 @@ def fair_plan(
 ) -> Plan:
     """The fair protocol on one task (AdamW added when not requested: hybrid arms need its lr, the report its
     target). Per arm: the declared grid on the tuning seeds, selection on the mean final validation metric, the
-    edge rule, then the winner on every reporting seed with the test split. Returns the manifest."""
+    edge rule (in rounds), then the winner on its reporting seeds with the test split. Returns the manifest, which
+    also holds the task's model hyperparameters at ``size`` (``task_model``, e.g. the width of a ``gpt-w*`` task)."""
     steps = steps if steps is not None else protocol.steps_for(task)
     ordered = protocol.ordered_arms(arms)
     if arms is not None and protocol.reference_arm not in arms:
@@ -200,8 +226,18 @@ def fair_plan(
         "spec": protocol.to_dict(),
         "seeds": list(protocol.reporting_seeds),
         "reference_arm": protocol.reference_arm,
+        "task_model": _task_model(task, size),
         "arms": [entries[a.name] for a in ordered],
     }
+
+
+def _task_model(task: str, size: str) -> dict[str, Any] | None:
+    """The declared model hyperparameters of ``task`` at ``size`` (no data loaded); ``None`` for an unknown task."""
+    from andi.bench.tasks import TASKS
+
+    cls = TASKS.get(task)
+    spec = cls.sizes.get(size) if cls is not None else None
+    return dict(spec.model) if spec is not None else None
 
 
 # ================================================================================================ replay
@@ -290,4 +326,4 @@ def planned_runs(protocol: FairProtocol | ReplayProtocol, arms: Sequence[str] | 
     if isinstance(protocol, ReplayProtocol):
         n = len(protocol.seeds)
         return {a: (len(protocol.andi_grid) + n if a == protocol.andi_optimizer else n) for a in protocol.arms}
-    return {a.name: protocol.budget() + len(protocol.reporting_seeds) for a in protocol.ordered_arms(arms)}
+    return {a.name: protocol.budget() + len(protocol.reporting_seeds_for(a)) for a in protocol.ordered_arms(arms)}

@@ -13,6 +13,8 @@ reviewer can read the whole search space and seed policy in one place (``docs/de
 * :data:`QUICK` / :data:`QUICK_SMOKE` — the embedded ``andi-bench quick`` demonstration: the fair
   procedure with a reduced but equal 3-point grid (base × 4^k, k ∈ {−1, 0, 1}), 1 tuning and 2 reporting
   seeds and short runs (too few seeds for evidence; the report says so).
+* :data:`STUDY`, :data:`STUDY_SADDLE_FULL`, :data:`WIDTH` — the evidence study sized for a 2-core CPU, the SADDLE
+  task at the paper's size and the char-GPT width sweep, declared in :mod:`andi.bench.protocols_study`.
 
 The protocols only *describe* runs (:class:`~andi.bench.runner.RunConfig` objects) and selection rules;
 :mod:`andi.bench.sweep` executes them.
@@ -22,8 +24,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
+
+from andi.bench.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec, lookup
+from andi.bench.protocols_study import study_protocols
 
 if TYPE_CHECKING:  # the runner imports torch and the tasks; protocols stay importable without them
     from andi.bench.runner import RunConfig
@@ -40,7 +45,10 @@ __all__ = [
     "QUICK_SMOKE",
     "REPLAY",
     "SEEDS",
+    "STUDY",
+    "STUDY_SADDLE_FULL",
     "TRAIN_STEPS",
+    "WIDTH",
     "ArmSpec",
     "FairProtocol",
     "ReplayProtocol",
@@ -60,15 +68,6 @@ PAPER_TASKS = ("saddle", "cifar", "gpt")
 # ---- Optimizer names of the registry (andi.list_optimizers()).
 REPLAY_ANDI = "andi-reference"  # compat="reference": the script's ANDI class (docs/design/algorithm.md §3)
 REPLAY_MUON = "muon-andi-paper"  # the script's "Muon" (docs/design/family.md §4); never labelled plain "Muon"
-
-
-def _lookup(table: tuple[tuple[str, Any], ...], task: str, default: Any) -> Any:
-    return dict(table).get(task, default)
-
-
-def _as_pairs(mapping: Mapping[str, Any] | Sequence[tuple[str, Any]]) -> tuple[tuple[str, Any], ...]:
-    items = mapping.items() if isinstance(mapping, Mapping) else mapping
-    return tuple(sorted((str(k), v) for k, v in items))
 
 
 # ================================================================================================ replay
@@ -123,14 +122,14 @@ class ReplayProtocol:
         return ("adamw", self.muon_optimizer, self.andi_optimizer)
 
     def label(self, arm: str) -> str:
-        return _lookup(self.labels, arm, arm)
+        return lookup(self.labels, arm, arm)
 
     def fixed_lr(self, arm: str, task: str) -> float:
         """The script's untuned lr of AdamW and of its "Muon"."""
         if arm == "adamw":
-            return float(_lookup(self.adamw_lr, task, self.adamw_lr_default))
+            return float(lookup(self.adamw_lr, task, self.adamw_lr_default))
         if arm == self.muon_optimizer:
-            return float(_lookup(self.muon_lr, task, self.muon_lr_default))
+            return float(lookup(self.muon_lr, task, self.muon_lr_default))
         raise KeyError(f"arm {arm!r} has no fixed lr in the replay protocol (only ANDI is searched)")
 
     def resolve(self, size: str, task_default_steps: int | None, steps: int | None = None) -> tuple[int, int]:
@@ -210,151 +209,6 @@ def select_replay_lr(last_losses: Sequence[float]) -> int:
 
 
 # ================================================================================================== fair
-@dataclass(frozen=True)
-class ArmSpec:
-    """One optimizer arm of the fair protocol.
-
-    ``base_lr`` is the centre of the lr grid (``task_base_lr`` overrides it per task); ``hybrid`` arms send
-    hidden matrices to ``optimizer`` and every other parameter to an aux AdamW whose lr is the tuned AdamW lr
-    of the task (β (0.9, 0.95), eps 1e-10). ``optimizer_kwargs`` and ``task_kwargs`` hold the fixed
-    non-lr hyperparameters; ``source`` says where the defaults come from.
-    """
-
-    name: str
-    optimizer: str
-    base_lr: float
-    label: str = ""
-    roles: str = "standard"
-    hybrid: bool = False
-    optimizer_kwargs: tuple[tuple[str, Any], ...] = ()
-    task_kwargs: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
-    task_base_lr: tuple[tuple[str, float], ...] = ()
-    weight_decay: float = 0.0
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.base_lr > 0:
-            raise ValueError(f"arm {self.name!r}: base lr must be positive, got {self.base_lr}")
-        if self.roles not in ("standard", "all"):
-            raise ValueError(f"arm {self.name!r}: roles must be 'standard' or 'all', got {self.roles!r}")
-
-    @property
-    def display(self) -> str:
-        return self.label or self.name
-
-    def base(self, task: str) -> float:
-        return float(_lookup(self.task_base_lr, task, self.base_lr))
-
-    def kwargs(self, task: str, aux_lr: float | None = None) -> tuple[tuple[str, Any], ...]:
-        kw = dict(self.optimizer_kwargs)
-        kw.update(dict(_lookup(self.task_kwargs, task, ())))
-        if self.hybrid:
-            if aux_lr is None:
-                raise ValueError(f"hybrid arm {self.name!r} needs the tuned AdamW lr as aux_lr")
-            kw.update(aux_lr=float(aux_lr), aux_betas=(0.9, 0.95), aux_eps=1e-10)
-        return _as_pairs(kw)
-
-
-_GPT_ADAMW_BETAS = (("gpt", (("betas", (0.9, 0.95)),)),)
-
-#: The three core arms of the fair protocol (docs/design/protocol.md (c) "Arms" and "Search space").
-CORE_ARMS: tuple[ArmSpec, ...] = (
-    ArmSpec(
-        "adamw",
-        "adamw",
-        1e-3,
-        label="AdamW",
-        roles="all",
-        optimizer_kwargs=(("betas", (0.9, 0.999)), ("eps", 1e-8)),
-        task_kwargs=_GPT_ADAMW_BETAS,
-        source="torch.optim.AdamW defaults; β2 0.95 on GPT (protocol.md)",
-    ),
-    ArmSpec(
-        "muon",
-        "muon",
-        0.02,
-        label="Muon",
-        hybrid=True,
-        source="KellerJordan/Muon defaults: momentum 0.95, Nesterov, NS5 (family.md §3.3)",
-    ),
-    ArmSpec(
-        "andi",
-        "andi",
-        0.02,
-        label="ANDI",
-        roles="all",
-        source="ANDI paper mode, every parameter (andi.md §5 defaults: momentum 0.9, Nesterov)",
-    ),
-)
-
-
-_SCION_SOURCE = (
-    "LIONS-EPFL/scion README: α = 0.1, constrained; radii of the registry's recipe (shakespeare-char "
-    "sweep: input 1, blocks 3, head 10); lr base 2^-4 for the CNN (README CNN recipe), 2^-6 elsewhere "
-    "(README MLP recipe; the nanoGPT recipe's 2^-12 belongs to radii 50/3000, not these)"
-)
-_SCION_LR = (("cifar", 2.0**-4),)
-
-#: Family arms of the fair protocol (docs/design/protocol.md (c) "Arms"), each with the split of
-#: docs/design/family.md §0.
-FAMILY_ARMS: tuple[ArmSpec, ...] = (
-    ArmSpec(
-        "sgd",
-        "sgd",
-        0.05,
-        label="SGD-Nesterov",
-        roles="all",
-        optimizer_kwargs=(("momentum", 0.9), ("nesterov", True)),
-        source="torch.optim.SGD, momentum 0.9",
-    ),
-    ArmSpec(
-        "sinkgd-l1",
-        "sinkgd",
-        1e-3,
-        label="SinkGD L=1",
-        hybrid=True,
-        optimizer_kwargs=(("L", 1),),
-        source="Scetbon et al. 2025, the paper's scale (no output normalization)",
-    ),
-    ArmSpec(
-        "sinkgd-l5",
-        "sinkgd",
-        1e-3,
-        label="SinkGD L=5",
-        hybrid=True,
-        optimizer_kwargs=(("L", 5),),
-        source="Scetbon et al. 2025 default L = 5",
-    ),
-    ArmSpec("rmnp", "rmnp", 0.02, label="RMNP", hybrid=True, source="RMNP code defaults: momentum 0.95, Nesterov"),
-    ArmSpec(
-        "normuon",
-        "normuon",
-        0.02,
-        label="NorMuon",
-        hybrid=True,
-        source="pytorch-optimizer NorMuon defaults (momentum 0.95, β2 0.95)",
-    ),
-    ArmSpec(
-        "scion-colnorm",
-        "scion",
-        2.0**-6,
-        label="Scion ColNorm",
-        optimizer_kwargs=(("recipe", "colnorm"),),
-        task_base_lr=_SCION_LR,
-        source=_SCION_SOURCE,
-    ),
-    ArmSpec(
-        "scion-rownorm",
-        "scion",
-        2.0**-6,
-        label="Scion RowNorm",
-        optimizer_kwargs=(("recipe", "rownorm"),),
-        task_base_lr=_SCION_LR,
-        source=_SCION_SOURCE,
-    ),
-)
-
-
 def select_fair_lr(scores: Sequence[float], higher_is_better: bool) -> int:
     """Index of the best mean final validation metric; failures (NaN/inf/None) lose, ties keep the earlier."""
     if not scores:
@@ -375,9 +229,15 @@ class FairProtocol:
 
     Per arm and task the lr grid is ``base × factor^k`` for ``k`` in ``ks``; if the winner (mean final
     validation metric over the tuning seeds) sits at a grid edge, ``edge_extension`` more points beyond that
-    edge are run once and the arm is marked *edge-extended*. AdamW (``reference_arm``) is tuned first: its
-    chosen lr is the aux lr of hybrid arms and its median reporting-seed final metric is the time-to-target
-    target. The winner is re-run on every reporting seed with ``eval_split="test"``.
+    edge are run and the arm is marked *edge-extended*. The rule repeats, each round beyond the edge of every lr
+    explored so far, while the winner sits at an edge, for at most ``edge_extension_rounds`` rounds (1, the
+    default, extends once); a winner still at an edge when the rounds are spent is marked *edge-capped* in the
+    manifest. AdamW (``reference_arm``) is tuned first: its chosen lr is the aux lr of hybrid arms and its median
+    reporting-seed final metric is the time-to-target target. The winner is re-run on every reporting seed with
+    ``eval_split="test"`` (``reporting_seed_counts`` may give an arm only the first ``n`` of them).
+
+    The fields after ``reserved_seeds`` were added for the evidence study; :meth:`to_dict` writes them only when
+    they differ from their defaults, so the spec (and the manifests) of protocols that do not use them is unchanged.
     """
 
     name: str = "fair"
@@ -399,6 +259,14 @@ class FairProtocol:
     evidence: bool = True  # False for demonstrations with too few seeds (the report says so)
     description: str = "fair protocol: equal lr grid per arm, disjoint tuning/reporting seeds, WSD"
     reserved_seeds: tuple[int, ...] = field(default=SEEDS, repr=False)
+    #: Most rounds of the edge rule per arm and task (each adds ``edge_extension`` points beyond the edge).
+    edge_extension_rounds: int = 1
+    #: ``(arm, n)``: that arm is reported on the first ``n`` reporting seeds only (every other arm on all of them).
+    reporting_seed_counts: tuple[tuple[str, int], ...] = ()
+    #: Arms ``andi-bench run`` runs without ``--optimizers`` (``None``: the core arms among :attr:`arms`).
+    default_arms: tuple[str, ...] | None = None
+    #: Task size ``andi-bench run`` uses without ``--size`` (``None``: the command's default, ``cpu``).
+    default_size: str | None = None
 
     def __post_init__(self) -> None:
         if not self.ks or list(self.ks) != sorted(set(self.ks)):
@@ -427,6 +295,21 @@ class FairProtocol:
             raise ValueError(f"the reference arm {self.reference_arm!r} must be one of the arms {names}")
         if self.edge_extension < 0:
             raise ValueError(f"edge_extension must be >= 0, got {self.edge_extension}")
+        if self.edge_extension_rounds < 1:
+            raise ValueError(f"edge_extension_rounds must be >= 1, got {self.edge_extension_rounds}")
+        for arm, n in self.reporting_seed_counts:
+            if arm not in names:
+                raise ValueError(f"reporting_seed_counts names {arm!r}, which is not one of the arms {names}")
+            if not self.min_reporting_seeds <= n <= len(self.reporting_seeds):
+                raise ValueError(
+                    f"arm {arm!r}: {n} reporting seeds; need {self.min_reporting_seeds} to "
+                    f"{len(self.reporting_seeds)} (the first n of {self.reporting_seeds})"
+                )
+        unknown = [a for a in self.default_arms or () if a not in names]
+        if unknown:
+            raise ValueError(f"default_arms {unknown} are not arms of the protocol {names}")
+        if self.default_size not in (None, "full", "cpu", "smoke"):
+            raise ValueError(f"default_size must be None, 'full', 'cpu' or 'smoke', got {self.default_size!r}")
 
     # -------------------------------------------------------------------------------------------------
     def arm(self, name: str) -> ArmSpec:
@@ -448,7 +331,8 @@ class FairProtocol:
         return tuple(a.base(task) * self.factor**k for k in self.ks)
 
     def extension(self, grid: Sequence[float], winner: float) -> tuple[float, ...]:
-        """Extra points beyond the edge the winner sits on (empty when it is interior or the rule is off)."""
+        """Extra points beyond the edge of ``grid`` (every lr explored so far) the winner sits on; empty when it is
+        interior or the rule is off. The plan calls it once per round, at most :attr:`edge_extension_rounds` times."""
         lo, hi = min(grid), max(grid)
         n = self.edge_extension
         if n == 0 or lo == hi:
@@ -460,14 +344,27 @@ class FairProtocol:
         return ()
 
     def steps_for(self, task: str) -> int | None:
-        return _lookup(self.task_steps, task, None)
+        return lookup(self.task_steps, task, None)
 
     def batch_size_for(self, task: str) -> int | None:
-        return _lookup(self.task_batch_size, task, None)
+        return lookup(self.task_batch_size, task, None)
 
     def budget(self) -> int:
         """Declared tuning trials per arm and task before any edge extension."""
         return len(self.ks) * len(self.tuning_seeds)
+
+    def reporting_seeds_for(self, arm: ArmSpec | str) -> tuple[int, ...]:
+        """The reporting seeds of ``arm``: all of them, or the first ``n`` where ``reporting_seed_counts`` says so."""
+        name = arm.name if isinstance(arm, ArmSpec) else arm
+        n = lookup(self.reporting_seed_counts, name, len(self.reporting_seeds))
+        return self.reporting_seeds[:n]
+
+    def run_arms(self) -> tuple[str, ...]:
+        """The arms a run without an explicit choice runs: :attr:`default_arms`, else the core arms declared here."""
+        if self.default_arms is not None:
+            return self.default_arms
+        core = {a.name for a in CORE_ARMS}
+        return tuple(a.name for a in self.arms if a.name in core)
 
     def config(
         self,
@@ -514,8 +411,16 @@ class FairProtocol:
         return select_fair_lr(scores, higher_is_better)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, except the study's additions (see the class docstring) while they hold their defaults."""
+        spec = asdict(self)
+        for name in _STUDY_FIELDS:
+            if spec[name] == _STUDY_FIELD_DEFAULTS[name]:
+                del spec[name]
+        return spec
 
+
+_STUDY_FIELDS = ("edge_extension_rounds", "reporting_seed_counts", "default_arms", "default_size")
+_STUDY_FIELD_DEFAULTS = {f.name: f.default for f in fields(FairProtocol) if f.name in _STUDY_FIELDS}
 
 #: The fair protocol: core and family arms (``andi-bench run`` runs the core arms unless asked for more).
 FAIR = FairProtocol()
@@ -556,16 +461,27 @@ QUICK_SMOKE = FairProtocol(
     **_QUICK_COMMON,
 )
 
+#: The evidence study (:mod:`andi.bench.protocols_study`, built from the classes and arm tables above).
+_STUDY_PROTOCOLS = study_protocols()
+#: ``andi-bench run --protocol study``: every fair arm on the paper tasks, ``cifar-proj`` and the toys at CPU size.
+STUDY: FairProtocol = _STUDY_PROTOCOLS["study"]
+#: ``andi-bench run --protocol study-saddle-full``: SADDLE at the paper's size for ANDI, ANDI-hybrid, AdamW, Muon.
+STUDY_SADDLE_FULL: FairProtocol = _STUDY_PROTOCOLS["study-saddle-full"]
+#: ``andi-bench run --protocol width``: char-GPT at widths 64, 128, 256 (lr transfer).
+WIDTH: FairProtocol = _STUDY_PROTOCOLS["width"]
+
 PROTOCOLS: dict[str, FairProtocol | ReplayProtocol] = {
     "fair": FAIR,
     "replay": REPLAY,
     "quick": QUICK,
     "quick-smoke": QUICK_SMOKE,
+    **_STUDY_PROTOCOLS,
 }
 
 
 def get_protocol(name: str) -> FairProtocol | ReplayProtocol:
-    """The declared protocol called ``name`` (``fair``, ``replay``, ``quick``, ``quick-smoke``)."""
+    """The declared protocol called ``name`` (``fair``, ``replay``, ``quick``, ``quick-smoke``, ``study``,
+    ``study-saddle-full``, ``width``)."""
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -12,9 +12,12 @@ For every tensor :math:`\theta` with gradient :math:`G` (``ndim >= 2``, viewed a
     \end{aligned}
 
 with Muon's shape factor :math:`s` (:func:`muon_shape_scale`). On 2-D tensors these are the operations of
-``torch.optim.Muon`` in the same order and dtype; conv filters are orthogonalized through their ``(d1, -1)`` view
-(KellerJordan ``muon.py``). Reference: K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks"
-(2024), https://kellerjordan.github.io/posts/muon/.
+``torch.optim.Muon`` in the same order; conv filters are orthogonalized through their ``(d1, -1)`` view
+(KellerJordan ``muon.py``). :math:`\mathrm{NS}_T` runs in bf16 on accelerators and in float32 on CPU
+(``ns_dtype=None``, :func:`~andi.functional.newton_schulz.resolve_ns_dtype`: emulated bf16 is very slow on CPUs
+without native support); ``ns_dtype=torch.bfloat16`` gives ``torch.optim.Muon``'s dtype, and its result, everywhere.
+Reference: K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (2024),
+https://kellerjordan.github.io/posts/muon/.
 """
 
 from __future__ import annotations
@@ -26,7 +29,14 @@ from torch import Tensor
 
 from .lr import add_lr_scaled_, decay_weights_
 from .matrix import as_matrix
-from .newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, NS_EPS, Coefficients, zeropower_via_newtonschulz5
+from .newton_schulz import (
+    DEFAULT_NS_STEPS,
+    NS5_COEFFICIENTS,
+    NS_EPS,
+    Coefficients,
+    resolve_ns_dtype,
+    zeropower_via_newtonschulz5,
+)
 
 __all__ = ["ADJUST_LR_FNS", "adjusted_lr", "muon", "muon_shape_scale", "muon_update"]
 
@@ -68,15 +78,19 @@ def muon_update(
     ns_coefficients: Coefficients = NS5_COEFFICIENTS,
     eps: float = NS_EPS,
     ns_safety: float = 1.0,
+    ns_dtype: torch.dtype = torch.bfloat16,
 ) -> Tensor:
     r"""One Muon direction :math:`O_t` (``muon.py``'s ``muon_update`` without its in-place write into ``grad``).
 
-    ``momentum_buffer`` is updated in place; ``grad`` is not modified. Returns :math:`O_t` in bf16 with ``grad``'s
-    shape (the caller applies the lr, the shape factor and weight decay).
+    ``momentum_buffer`` is updated in place; ``grad`` is not modified. Returns :math:`O_t` in ``ns_dtype`` (the
+    Newton–Schulz dtype; bf16 by default, as NorMuon uses it) with ``grad``'s shape (the caller applies the lr, the
+    shape factor and weight decay).
     """
     momentum_buffer.lerp_(grad, 1 - momentum)
     update = grad.lerp(momentum_buffer, momentum) if nesterov else momentum_buffer
-    ortho = zeropower_via_newtonschulz5(as_matrix(update), ns_steps, ns_coefficients, eps, safety=ns_safety)
+    ortho = zeropower_via_newtonschulz5(
+        as_matrix(update), ns_steps, ns_coefficients, eps, safety=ns_safety, dtype=ns_dtype
+    )
     return ortho.reshape(grad.shape)
 
 
@@ -94,12 +108,14 @@ def muon(
     ns_steps: int = DEFAULT_NS_STEPS,
     adjust_lr_fn: str | None = None,
     ns_safety: float = 1.0,
+    ns_dtype: torch.dtype | None = None,
 ) -> None:
     r"""Apply one Muon step in place to ``params`` (update rule in the module docstring).
 
     ``momentum_buffers[i]`` may be ``None`` (no state yet): a zero buffer is then created and stored back into the
     list (the torch SGD convention). Gradients are never modified. A Tensor ``lr`` is never read on the host.
     ``ns_safety`` multiplies the Newton–Schulz input norm (Polar Express uses ``1.02`` with ``eps=1e-6``).
+    ``ns_dtype`` is the Newton–Schulz dtype; ``None`` picks it per gradient device (float32 on CPU, bf16 elsewhere).
 
     Example:
         >>> p, g = torch.zeros(2, 2), torch.eye(2)
@@ -108,9 +124,9 @@ def muon(
         >>> bufs[0]  # M_1 = (1 - μ) G
         tensor([[0.0500, 0.0000],
                 [0.0000, 0.0500]])
-        >>> p  # −η · NS5(U_1): NS5 pushes the singular values near 1, not onto it
-        tensor([[-0.1125,  0.0000],
-                [ 0.0000, -0.1125]])
+        >>> p  # −η · NS5(U_1), NS in float32 on CPU: NS5 pushes the singular values near 1, not onto it
+        tensor([[-0.1108,  0.0000],
+                [ 0.0000, -0.1108]])
     """
     for param in params:
         if torch.is_complex(param):
@@ -128,6 +144,7 @@ def muon(
             ns_coefficients=ns_coefficients,
             eps=eps,
             ns_safety=ns_safety,
+            ns_dtype=resolve_ns_dtype(ns_dtype, grad.device),
         )
         decay_weights_(param, lr, weight_decay)
         add_lr_scaled_(param, ortho, lr, scale)

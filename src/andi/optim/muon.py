@@ -1,11 +1,19 @@
 r"""Muon in KellerJordan's reference form, for any weight with at least two dimensions (conv filters included).
 
-``torch.optim.Muon`` (torch >= 2.9) is the implementation of choice for 2-D hidden matrices and is what the
-registry's ``muon`` arm uses whenever every matrix it receives is 2-D. It rejects conv filters, so this module
-supplies the same math with KellerJordan's ``(out, in·kh·kw)`` view (``muon.py``: ``update.view(len(update), -1)``).
-On 2-D tensors :class:`Muon` performs the operations of ``torch.optim.Muon`` in the same order and dtype, and a test
-checks that the two agree to 1e-5. Reference: K. Jordan et al., "Muon: An optimizer for hidden layers in neural
-networks" (2024), https://kellerjordan.github.io/posts/muon/, code ``KellerJordan/Muon:muon.py`` (MIT).
+``torch.optim.Muon`` (torch >= 2.9) is the implementation of choice for 2-D hidden matrices on accelerators and is what
+the registry's ``muon`` arm uses whenever every matrix it receives is 2-D and its Newton–Schulz would run in bf16. It
+rejects conv filters, so this module supplies the same math with KellerJordan's ``(out, in·kh·kw)`` view (``muon.py``:
+``update.view(len(update), -1)``). On 2-D tensors :class:`Muon` performs the operations of ``torch.optim.Muon`` in the
+same order, and with ``ns_dtype=torch.bfloat16`` in the same dtype: a test checks that the two then agree on CPU.
+
+Newton–Schulz precision: ``torch.optim.Muon`` always iterates in bf16 (``_zeropower_via_newtonschulz`` calls
+``grad.bfloat16()``; there is no option). :class:`Muon`'s default ``ns_dtype=None`` iterates in bf16 on accelerators and
+in **float32 on CPU** (:func:`andi.functional.newton_schulz.resolve_ns_dtype`), because CPUs without native bf16
+emulate it very slowly (over 3 minutes for one step on eight 1024×1024 matrices). :func:`make_muon` therefore builds
+:class:`Muon` for parameters on the CPU, unless ``ns_dtype=torch.bfloat16`` is asked for.
+
+Reference: K. Jordan et al., "Muon: An optimizer for hidden layers in neural networks" (2024),
+https://kellerjordan.github.io/posts/muon/, code ``KellerJordan/Muon:muon.py`` (MIT).
 """
 
 from __future__ import annotations
@@ -18,7 +26,7 @@ from torch import Tensor
 from torch.optim import Optimizer
 
 from ..functional.muon import ADJUST_LR_FNS, adjusted_lr, muon, muon_update
-from ..functional.newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, NS_EPS, Coefficients
+from ..functional.newton_schulz import DEFAULT_NS_STEPS, NS5_COEFFICIENTS, NS_EPS, Coefficients, resolve_ns_dtype
 from ._base import MatrixOptimizer, check_lr, check_range
 
 __all__ = ["Muon", "adjusted_lr", "make_muon", "muon_update"]
@@ -36,10 +44,10 @@ class Muon(MatrixOptimizer):
         \end{aligned}
 
     Same arguments, defaults and ``momentum_buffer`` state as ``torch.optim.Muon`` (so checkpoints are
-    interchangeable), except that conv filters are accepted and ``p.grad``/the buffer are never overwritten by the
-    Newton–Schulz input normalization. KellerJordan's recommended settings are ``lr=0.02, weight_decay=0`` (torch's
-    defaults are ``lr=1e-3, weight_decay=0.1``); route embeddings, heads, biases and gains to AdamW
-    (:func:`andi.param_groups`).
+    interchangeable), except that conv filters are accepted, ``p.grad``/the buffer are never overwritten by the
+    Newton–Schulz input normalization, and Newton–Schulz runs in float32 on CPU unless ``ns_dtype`` says otherwise.
+    KellerJordan's recommended settings are ``lr=0.02, weight_decay=0`` (torch's defaults are ``lr=1e-3,
+    weight_decay=0.1``); route embeddings, heads, biases and gains to AdamW (:func:`andi.param_groups`).
 
     Args:
         params: parameters (every one with ``ndim >= 2``) or parameter groups.
@@ -55,6 +63,9 @@ class Muon(MatrixOptimizer):
             (:func:`andi.functional.muon.muon_shape_scale`).
         ns_safety (float): the NS input norm is multiplied by this first (default 1; Polar Express uses
             ``ns_safety=1.02, eps=1e-6``). Not an argument of ``torch.optim.Muon``.
+        ns_dtype (torch.dtype, optional): dtype of the Newton–Schulz iteration. ``None`` (default): bf16 on
+            accelerators, float32 on CPU, decided per gradient's device at each step. ``torch.bfloat16`` reproduces
+            ``torch.optim.Muon`` (bf16 everywhere). Not an argument of ``torch.optim.Muon``.
 
     The update rule is :func:`andi.functional.muon.muon`.
     """
@@ -74,6 +85,7 @@ class Muon(MatrixOptimizer):
         ns_steps: int = DEFAULT_NS_STEPS,
         adjust_lr_fn: str | None = None,
         ns_safety: float = 1.0,
+        ns_dtype: torch.dtype | None = None,
     ) -> None:
         check_lr(lr)
         check_range("momentum value", momentum, 0.0, 1.0)
@@ -82,6 +94,8 @@ class Muon(MatrixOptimizer):
             raise ValueError(f"Invalid ns_steps: {ns_steps} (expected 0 <= ns_steps < 100)")
         if adjust_lr_fn not in ADJUST_LR_FNS:
             raise ValueError(f"Unknown adjust_lr_fn {adjust_lr_fn!r}; expected None, 'original' or 'match_rms_adamw'")
+        if ns_dtype is not None and not (isinstance(ns_dtype, torch.dtype) and ns_dtype.is_floating_point):
+            raise ValueError(f"Invalid ns_dtype: {ns_dtype!r} (expected None or a floating torch.dtype)")
         defaults = dict(
             lr=lr,
             weight_decay=weight_decay,
@@ -92,16 +106,27 @@ class Muon(MatrixOptimizer):
             ns_steps=ns_steps,
             adjust_lr_fn=adjust_lr_fn,
             ns_safety=ns_safety,
+            ns_dtype=ns_dtype,
         )
         super().__init__(params, defaults)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # ``load_state_dict`` ends here: groups saved before ``ns_dtype`` existed get its default.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("ns_dtype", None)
 
 
 def make_muon(params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:
     """``torch.optim.Muon`` when it can take the job, else :class:`Muon` (same math).
 
     This is the ``"muon"`` algorithm of :class:`andi.optim.RoutedOptimizer`: the library implementation wherever it
-    applies — every parameter 2-D, one ``(a, b, c)`` triple, no ``ns_safety`` — and the reference form otherwise
-    (torch's class raises on conv filters and on per-step coefficient schedules such as Polar Express).
+    applies — every parameter 2-D, one ``(a, b, c)`` triple, no ``ns_safety``, and Newton–Schulz in bf16, the only
+    dtype torch's class has — and the reference form otherwise (torch's class raises on conv filters and on per-step
+    coefficient schedules such as Polar Express). With the default ``ns_dtype=None`` Newton–Schulz runs in bf16 on
+    accelerators but in float32 on CPU (see the module docstring), so parameters on the CPU get :class:`Muon`;
+    ``ns_dtype=torch.bfloat16`` keeps ``torch.optim.Muon`` there too. The device is the parameters' when the
+    optimizer is built: build it after moving the model (:class:`Muon` itself decides per step, so either works).
     """
     groups = list(params)
     tensors = [p for g in groups for p in _group_params(g)]
@@ -111,9 +136,14 @@ def make_muon(params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any
         and all(p.ndim == 2 for p in tensors)
         and all(s.get("ns_safety", 1.0) == 1.0 for s in settings)
         and all(_is_triple(s.get("ns_coefficients", NS5_COEFFICIENTS)) for s in settings)
+        and all(
+            resolve_ns_dtype(s.get("ns_dtype", kwargs.get("ns_dtype")), p.device) == torch.bfloat16
+            for s in settings
+            for p in tensors
+        )
     )
     if torch_ok:
-        kwargs = {k: v for k, v in kwargs.items() if k != "ns_safety"}
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("ns_safety", "ns_dtype")}
         return torch.optim.Muon(groups, **kwargs)
     return Muon(groups, **kwargs)
 

@@ -1,6 +1,7 @@
 """Benchmark tasks: the paper's three (``saddle``, ``cifar``, ``gpt``), a CPU-sized CIFAR variant
-(``cifar-proj``) and toy landscapes (``rosenbrock``, ``quadratic``, ``rotated-quadratic`` and their
-``-noisy`` variants). See :class:`andi.bench.tasks.base.Task` for the interface.
+(``cifar-proj``), toy landscapes (``rosenbrock``, ``quadratic``, ``rotated-quadratic`` and their
+``-noisy`` variants) and char-GPT width variants for lr transfer (``gpt-w64``, ``gpt-w128``, ``gpt-w256``). See
+:class:`andi.bench.tasks.base.Task` for the interface.
 
 Example::
 
@@ -17,7 +18,7 @@ import os
 from typing import Any
 
 from .base import SIZES, SPLIT_MODES, SizeSpec, Task
-from .char_gpt import CharGPTTask
+from .char_gpt import GPT_WIDTHS, CharGPTTask, char_gpt_width_task
 from .cifar_projection_mlp import CifarProjectionTask
 from .cifar_resnet9 import CifarTask
 from .saddle import SaddleTask
@@ -44,6 +45,7 @@ TASKS: dict[str, type[Task]] = {
         RotatedQuadraticTask,
         NoisyQuadraticTask,
         NoisyRotatedQuadraticTask,
+        *(char_gpt_width_task(width) for width in GPT_WIDTHS),
     )
 }
 

@@ -19,6 +19,11 @@ Loss: mean cross-entropy over all positions. Data: vocabulary = sorted character
 Splits (fair): characters [0, 90 %) train, [90 %, 95 %) ``"val"``, [95 %, 100 %) ``"test"``; metric = mean
 cross-entropy (nats/char) over all non-overlapping ``block``-long windows of the split. Training batches are
 random windows (``randint(len - block)``); paper mode draws them from the whole text and has no held-out split.
+
+Width variants (``gpt-w64``, ``gpt-w128``, ``gpt-w256``; :func:`char_gpt_width_task`) for the lr-transfer sweep: the
+same task with ``n_embd`` set to the width and ``n_head`` scaled so that the head size stays that of the size's base
+model (16 at ``cpu``, 32 at ``full``; at ``smoke`` half the width, head size 16); every other setting is the size's.
+``gpt-w64`` at ``cpu`` is ``gpt`` at ``cpu``; ``gpt-w128`` at ``full`` is the paper's model.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from torch import Tensor, nn
 from .. import data
 from .base import Batch, DataRoot, SizeSpec, Task, random_windows
 
-__all__ = ["PAPER_GPT", "CharGPT", "CharGPTTask"]
+__all__ = ["GPT_WIDTHS", "PAPER_GPT", "CharGPT", "CharGPTTask", "char_gpt_width_task"]
 
 PAPER_GPT = {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4}
 
@@ -194,3 +199,31 @@ class CharGPTTask(Task):
             logits = model(xb)
             total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="sum").double()
         return {"loss": total.item() / (n_windows * block)}
+
+
+#: Widths (``n_embd``) of the width variants registered as tasks ``gpt-w<width>``.
+GPT_WIDTHS = (64, 128, 256)
+
+
+def _width_model(base: Mapping[str, int], width: int) -> dict[str, int]:
+    head_size = base["n_embd"] // base["n_head"]
+    if width % head_size:
+        raise ValueError(f"width {width} is not a multiple of the head size {head_size}")
+    return {**base, "n_embd": width, "n_head": width // head_size}
+
+
+def char_gpt_width_task(width: int) -> type[CharGPTTask]:
+    """The task class ``gpt-w<width>``: :class:`CharGPTTask` with ``n_embd = width`` and each size's head size kept
+    (``n_head`` scales with the width); at ``smoke`` the width is halved to stay fast."""
+    sizes = {
+        size: SizeSpec(
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            eval_every=spec.eval_every,
+            model=_width_model(spec.model, width // 2 if size == "smoke" else width),
+            subset=dict(spec.subset),
+        )
+        for size, spec in CharGPTTask.sizes.items()
+    }
+    doc = f"Char-GPT of width {width} (``n_embd``; see :func:`char_gpt_width_task`)."
+    return type(f"CharGPTWidth{width}Task", (CharGPTTask,), {"name": f"gpt-w{width}", "sizes": sizes, "__doc__": doc})

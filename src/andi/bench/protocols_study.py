@@ -1,0 +1,155 @@
+"""The evidence study's protocols: ``study``, ``study-saddle-full`` and ``width`` (fair protocols, declared up front).
+
+:func:`study_protocols` builds them from :class:`~andi.bench.protocol.FairProtocol` and the arm tables of
+:mod:`andi.bench.arms`; :mod:`andi.bench.protocol` registers them (``andi-bench run --protocol study`` etc.), so import
+them from there (``andi.bench.protocol.STUDY``). They are built in a function, not at import, because
+:mod:`andi.bench.protocol` imports this module: either module can then be imported first.
+
+What every study protocol shares with ``fair`` (docs/design/protocol.md (c)): the 8-point lr grid base × 2^k,
+k ∈ {−4, …, 3}, one WSD schedule for every arm (2 % warmup, 40 % linear decay), selection on the mean final validation
+metric of the tuning seed, reporting on the test split, hybrid arms' aux AdamW at the tuned AdamW lr. What they add:
+
+* **Repeated edge extension**: a winner at an edge of the lrs explored so far adds 2 points beyond it, again and
+  again, for at most :data:`EDGE_ROUNDS` rounds (8 extra points, a 2^8 = 256× wider span); a winner still at an edge
+  after that is marked ``edge_capped: true`` in its manifest entry.
+* **Seeds**: tuning seed 0; reporting seeds 1001–1005 for every arm (disjoint from the tuning seed and from the
+  replay's 42 and 1337). Should a run on a slower machine need to shed time, ``reporting_seed_counts`` reports
+  arms on the first 3 seeds only (e.g. every arm but AdamW, Muon, ANDI, ANDI-hybrid and SGD; ~8 % fewer runs).
+* **Newton–Schulz in float32 on CPU** for the Muon arm (:class:`andi.optim.Muon`, ``ns_dtype=None``): torch's bf16
+  iteration is emulated, very slowly, on CPUs without native bf16. NorMuon's Newton–Schulz stays bf16.
+
+``study`` — every fair arm (:data:`~andi.bench.arms.CORE_ARMS` + :data:`~andi.bench.arms.FAMILY_ARMS`: AdamW, Muon,
+ANDI, SGD, ANDI-hybrid, SinkGD L=1 and L=5, RMNP, NorMuon, Scion ColNorm and RowNorm) on ``saddle``, ``cifar``
+(ResNet-9), ``gpt``, ``cifar-proj`` and the five toy landscapes at CPU size, with 450 instead of 300 steps for CIFAR
+and GPT (:data:`STUDY_TASK_STEPS`). Sized for ``andi-bench run --protocol study --workers 2 --threads 1`` to take
+about 90 minutes on a 2-core CPU. Measurements (this project's 2-core Xeon, shared with other jobs, so ±30 %):
+
+* one run alone, one thread, ``andi.bench.runner.run`` wall time including data loading and evaluation, AdamW
+  unless named (smoke | cpu size): saddle 1.8 | 5.5 s (500 steps); cifar 2.0 | 22–34 s (300 steps; ANDI 20–25,
+  Muon 22, the family 19–26); gpt 0.15 | 19 s (300 steps; Muon 19, ANDI 16, the family 12–17); cifar-proj
+  0.2 | 5.1 s; each toy 0.02 | 0.2–0.5 s. Saddle at full size (2500 steps): 17 s.
+* through the local executor with 2 workers × 1 thread (``andi-bench run --protocol study --task ... --workers 2
+  --threads 1``), the runner's ``total_s`` per run: cifar 18.5 (AdamW) and 19.7 s (Muon), gpt 14.5 and 16.5 s
+  (54 runs in 488 s of wall time, 5 % above the sum of run times / 2); saddle 30 runs in 55 s (3.6 s per worker
+  slot); ``quadratic`` with every arm, 151 runs in 24 s.
+
+The estimate: per task 11 arms × (8 grid points + 5 reporting seeds) = 143 runs, plus about one extension round
+(2 runs) per arm (observed: 10 rounds for 11 arms on ``quadratic``, 1–2 per arm where an arm extended at all) =
+165 runs. Worker-slot seconds per run: cifar 19 × 450/300 ≈ 28.5, gpt 15.5 × 1.5 ≈ 23, saddle 3.6, cifar-proj
+≈ 4. Total: 165 × (28.5 + 23 + 3.6 + 4) ≈ 9750 s / 2 workers × 1.05 ≈ 5120 s, plus the toys ≈ 5 × 26 s ≈ 130 s:
+≈ 5250 s ≈ 88 minutes. More extension rounds (at most 4 per arm, 8 runs) or a busier machine make it longer.
+
+``study-saddle-full`` — SADDLE at the paper's size (2500 steps, batch 128, the full Fashion-MNIST training split)
+for ANDI, ANDI-hybrid, AdamW and Muon, the same procedure (``andi-bench run --protocol study-saddle-full``; its size
+defaults to ``full``). Estimate: 4 arms × (8 + 5) + ≈ 8 extension runs = 60 runs × ≈ 15 s / 2 workers ≈ 8 min.
+
+``width`` — lr transfer across width: char-GPT at CPU size with ``n_embd`` ∈ {64, 128, 256} (tasks ``gpt-w64``,
+``gpt-w128``, ``gpt-w256``; head size 16 kept, so 4, 8 and 16 heads) for ANDI, ANDI-hybrid, AdamW and Muon, the full
+8-point grid with repeated extension on each width, 3 reporting seeds (``andi-bench run --protocol width``). The
+manifests hold what its plots need: the model of each task (``task_model``: ``n_embd``, ``n_head``, …) and every
+tuning run's lr and final validation loss (``arms[].tuning``). Estimate: one run alone, AdamW | Muon: width 64
+19 | 19 s, width 128 29 | 33 s, width 256 100 | 122 s; per width 4 arms × (8 + 3) + ≈ 8 extension runs = 52 runs;
+52 × (15.5 + 29 + 105) s / 2 workers × 1.05 ≈ 4100 s ≈ 68 minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+from andi.bench.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec
+
+if TYPE_CHECKING:
+    from andi.bench.protocol import FairProtocol
+
+__all__ = [
+    "EDGE_ROUNDS",
+    "STUDY_TASKS",
+    "STUDY_TASK_STEPS",
+    "TOY_TASKS",
+    "WIDTH_ARMS",
+    "WIDTH_TASKS",
+    "study_protocols",
+]
+
+#: Most rounds of the edge rule per arm and task (2 points each) in every study protocol.
+EDGE_ROUNDS = 4
+#: The toy landscapes of :mod:`andi.bench.tasks.toys` (the two ``-noisy`` ones add gradient noise).
+TOY_TASKS = ("rosenbrock", "quadratic", "rotated-quadratic", "quadratic-noisy", "rotated-quadratic-noisy")
+#: Tasks of ``study``: the paper's three, the CPU-sized CIFAR variant and the toys.
+STUDY_TASKS = ("saddle", "cifar", "gpt", "cifar-proj", *TOY_TASKS)
+#: Step overrides of ``study`` (other tasks: their CPU size's steps), sized to fill the ~90-minute budget.
+STUDY_TASK_STEPS = (("cifar", 450), ("gpt", 450))
+#: Width sweep tasks (:func:`andi.bench.tasks.char_gpt.char_gpt_width_task`).
+WIDTH_TASKS = ("gpt-w64", "gpt-w128", "gpt-w256")
+#: Arms of ``width`` and ``study-saddle-full``.
+WIDTH_ARMS = ("adamw", "muon", "andi", "andi-hybrid")
+
+_SEEDS = dict(tuning_seeds=(0,), reporting_seeds=(1001, 1002, 1003, 1004, 1005), min_reporting_seeds=3)
+
+
+def _for_tasks(arm: ArmSpec, tasks: tuple[str, ...], like: str) -> ArmSpec:
+    """``arm`` with the per-task settings (kwargs, base lr) of task ``like`` given to ``tasks`` too."""
+    kwargs = dict(arm.task_kwargs)
+    base = dict(arm.task_base_lr)
+    if like in kwargs:
+        kwargs.update({t: kwargs[like] for t in tasks})
+    if like in base:
+        base.update({t: base[like] for t in tasks})
+    return dataclasses.replace(arm, task_kwargs=tuple(sorted(kwargs.items())), task_base_lr=tuple(sorted(base.items())))
+
+
+def study_protocols() -> dict[str, FairProtocol]:
+    """``study``, ``study-saddle-full`` and ``width`` by name (see the module docstring)."""
+    from andi.bench.protocol import FairProtocol
+
+    every_arm = CORE_ARMS + FAMILY_ARMS
+    names = tuple(a.name for a in every_arm)
+    common = dict(
+        ks=tuple(range(-4, 4)),
+        factor=2.0,
+        edge_extension=2,
+        edge_extension_rounds=EDGE_ROUNDS,
+        schedule="wsd",
+        warmup_frac=0.02,
+        decay_frac=0.4,
+        **_SEEDS,
+    )
+    study = FairProtocol(
+        name="study",
+        tasks=STUDY_TASKS,
+        arms=every_arm,
+        default_arms=names,
+        task_steps=STUDY_TASK_STEPS,
+        description=(
+            "evidence study (CPU, ~90 min with --workers 2 --threads 1): every fair arm, 8-point factor-2 grid "
+            f"with up to {EDGE_ROUNDS} edge-extension rounds, 1 tuning + 5 reporting seeds, WSD"
+        ),
+        **common,
+    )
+    four = tuple(a for a in every_arm if a.name in WIDTH_ARMS)
+    saddle_full = FairProtocol(
+        name="study-saddle-full",
+        tasks=("saddle",),
+        arms=four,
+        default_arms=WIDTH_ARMS,
+        default_size="full",
+        description=(
+            "evidence study, SADDLE at the paper's size: ANDI, ANDI-hybrid, AdamW, Muon; 8-point factor-2 grid "
+            f"with up to {EDGE_ROUNDS} edge-extension rounds, 1 tuning + 5 reporting seeds, WSD"
+        ),
+        **common,
+    )
+    width = FairProtocol(
+        name="width",
+        tasks=WIDTH_TASKS,
+        arms=tuple(_for_tasks(a, WIDTH_TASKS, like="gpt") for a in four),
+        default_arms=WIDTH_ARMS,
+        description=(
+            "lr transfer: char-GPT at CPU size, n_embd 64/128/256 (head size 16), ANDI, ANDI-hybrid, AdamW, "
+            f"Muon; 8-point factor-2 grid with up to {EDGE_ROUNDS} edge-extension rounds per width, 1 tuning + 3 "
+            "reporting seeds"
+        ),
+        **{**common, "reporting_seeds": (1001, 1002, 1003)},
+    )
+    return {p.name: p for p in (study, saddle_full, width)}
