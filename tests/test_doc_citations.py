@@ -24,8 +24,9 @@ _CITATION = re.compile(
 )
 
 
-#: Files ``andi-bench`` writes into a results directory: named in docs and docstrings, never in the repository.
-GENERATED = frozenset({"report.md", "step_bench.md"})
+#: Files ``andi-bench`` (and scripts/gpu_evidence.sh) write into a results directory: named in docs and docstrings,
+#: never in the repository.
+GENERATED = frozenset({"report.md", "step_bench.md", "summary.md"})
 
 
 def _prose_lines(source: Path) -> Iterator[tuple[int, str]]:
