@@ -36,8 +36,10 @@ def one_thread():
     """Run a test on one torch thread: for tiny tensors extra threads only contend on the 2-core CI machine."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 @pytest.fixture(autouse=True)

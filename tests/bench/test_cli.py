@@ -6,11 +6,9 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from _bench_fakes import CountingRun
 
 import andi.bench.runner as runner_mod
@@ -145,17 +143,6 @@ def test_step_forwards_argv(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_python_dash_m_help() -> None:
     res = subprocess.run([sys.executable, "-m", "andi.bench", "--help"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "quick" in res.stdout and "report" in res.stdout
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Intra-op threads spin badly on an oversubscribed CPU (parallel test jobs): run the real tasks on one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.mark.filterwarnings("ignore:.*approximate CIFAR-10 copy:UserWarning")

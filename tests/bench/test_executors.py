@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 from _bench_fakes import ENV_FAIL, ENV_KILL, ENV_MARKERS, ENV_SLEEP, computations, marked_fake_record
 
 from andi.bench import cli, preflight
@@ -36,16 +34,6 @@ def records(root: Path) -> dict[str, dict]:
 def leftovers(root: Path) -> list[str]:
     """Files a finished sweep must not leave behind: claims, locks, temporary and quarantined files."""
     return sorted(p.name for p in root.iterdir() if not (p.suffix == ".json" or p.name.startswith("report")))
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -11,27 +11,15 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from andi.bench import protocol as P
 from andi.bench.executors import RayExecutor
 from andi.bench.sweep import Sweep, run_protocol
 
 METRIC_FIELDS = ("key", "config", "status", "diverged_at", "train", "eval", "final", "resolved", "optimizer_info")
-
-
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _records(root: Path) -> dict[str, dict]:
