@@ -243,6 +243,9 @@ def test_eps_zero_can_no_longer_write_nan_for_a_zero_gradient() -> None:
         ({"momentum": 0.0}, "Nesterov momentum requires a momentum > 0"),
         ({"lr": -1.0}, "Invalid learning rate"),
         ({"compat": "reference", "weight_decay": 0.1}, "no weight decay"),
+        ({"foreach": "yes"}, "Invalid foreach value"),
+        ({"backend": "bogus"}, "Invalid backend"),
+        ({"backend": "single", "foreach": True}, "already names the implementation"),
     ],
 )
 def test_functional_andi_validates_its_hyperparameters(override: dict, message: str) -> None:

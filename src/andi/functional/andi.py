@@ -28,15 +28,13 @@ validated :class:`~andi.functional.validation.AndiHyperparameters`.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 from torch import Tensor
 
 from .eager import _multi_tensor_andi, _single_tensor_andi, default_foreach
 from .fused import _compiled_andi, _fused_andi, _triton_andi, default_fused
 from .updates import nonfinite_indices, screen_gradient_norms
-from .validation import AndiHyperparameters, Compat, check_step_tensors
+from .validation import BACKENDS, AndiHyperparameters, Backend, Compat, check_backend, check_step_tensors
 
 try:  # DTensor parameters (FSDP2) take the DTensor backend
     from torch.distributed.tensor import DTensor as _DTensor
@@ -54,10 +52,6 @@ __all__ = [
     "resolve_backend",
     "screen_gradient_norms",
 ]
-
-Backend = Literal["auto", "single", "foreach", "compiled", "triton", "dtensor"]
-#: The values of ``backend``.
-BACKENDS: tuple[str, ...] = ("auto", "single", "foreach", "compiled", "triton", "dtensor")
 
 
 def _has_dtensor(tensors: list[Tensor]) -> bool:
@@ -79,14 +73,9 @@ def resolve_backend(
         >>> resolve_backend([torch.zeros(3)], foreach=False)
         'single'
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"Invalid backend: {backend!r} (expected one of {', '.join(map(repr, BACKENDS))})")
-    if foreach and fused:
-        raise ValueError("`fused` and `foreach` cannot be `True` together.")
+    check_backend(backend, foreach, fused)
     dtensors = _has_dtensor(params)
     if backend != "auto":
-        if foreach is not None or fused is not None:
-            raise ValueError(f"backend={backend!r} already names the implementation; leave foreach and fused as None")
         if dtensors and backend != "dtensor":
             raise ValueError(f"DTensor parameters need backend='dtensor' or 'auto', not {backend!r}")
         return backend

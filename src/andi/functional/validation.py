@@ -19,9 +19,12 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "BACKENDS",
     "COMPAT_MODES",
     "AndiHyperparameters",
+    "Backend",
     "Compat",
+    "check_backend",
     "check_hyperparameters",
     "check_step_tensors",
     "nonfinite_gradient_error",
@@ -31,6 +34,10 @@ __all__ = [
 Compat = Literal["paper", "reference"]
 #: The values of ``compat``: Algorithm 1 of the paper, or the author's script bit for bit.
 COMPAT_MODES: tuple[str, ...] = ("paper", "reference")
+
+Backend = Literal["auto", "single", "foreach", "compiled", "triton", "dtensor"]
+#: The values of ``backend`` (:func:`andi.functional.andi`).
+BACKENDS: tuple[str, ...] = ("auto", "single", "foreach", "compiled", "triton", "dtensor")
 
 
 def _is_real_number(value: object) -> bool:
@@ -68,16 +75,14 @@ def check_hyperparameters(
     maximize: bool = False,
     skip_nonfinite: bool = False,
     momentum_dtype: torch.dtype | None = None,
-    foreach: bool | None = None,
-    fused: bool | None = None,
 ) -> None:
     """Raise ``ValueError`` naming the first invalid hyperparameter of ANDI; return ``None`` when all are valid.
 
     The rules: ``lr`` finite and >= 0 (a float or a 1-element float Tensor); ``0 <= momentum < 1``; Nesterov needs
     ``momentum > 0``; ``weight_decay`` finite and >= 0; ``eps`` finite and > 0 (it keeps Φ(0) = 0 finite);
     ``min_dim`` an int >= 0; ``compat`` one of :data:`COMPAT_MODES`, and ``compat="reference"`` (the script) has no
-    weight decay and keeps momentum in the parameter dtype; the flags are bools (``foreach``/``fused`` may be
-    ``None``, not both ``True``); ``momentum_dtype`` a floating ``torch.dtype`` or ``None``.
+    weight decay and keeps momentum in the parameter dtype; the flags are bools; ``momentum_dtype`` a floating
+    ``torch.dtype`` or ``None``. The choice of implementation is checked by :func:`check_backend`.
 
     Example:
         >>> check_hyperparameters(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)
@@ -104,11 +109,6 @@ def check_hyperparameters(
     for name, flag in (("maximize", maximize), ("skip_nonfinite", skip_nonfinite)):
         if flag not in (True, False):
             raise ValueError(f"Invalid {name} value: {flag!r} (expected a bool)")
-    for name, flag in (("foreach", foreach), ("fused", fused)):
-        if flag not in (None, True, False):
-            raise ValueError(f"Invalid {name} value: {flag!r} (expected None, True or False)")
-    if foreach and fused:
-        raise ValueError("`fused` and `foreach` cannot be `True` together.")
     if momentum_dtype is not None and not (
         isinstance(momentum_dtype, torch.dtype) and momentum_dtype.is_floating_point
     ):
@@ -118,6 +118,21 @@ def check_hyperparameters(
             raise ValueError("compat='reference' reproduces the script, which has no weight decay; use compat='paper'")
         if momentum_dtype is not None:
             raise ValueError("compat='reference' keeps momentum in the parameter dtype; momentum_dtype is not allowed")
+
+
+def check_backend(backend: str = "auto", foreach: bool | None = None, fused: bool | None = None) -> None:
+    """Raise ``ValueError`` unless ``backend`` is one of :data:`BACKENDS` and the optimizer-style flags fit it:
+    ``foreach``/``fused`` are ``None`` or bools, not both ``True``, and both ``None`` when ``backend`` names the
+    implementation itself (anything but ``"auto"``)."""
+    for name, flag in (("foreach", foreach), ("fused", fused)):
+        if flag not in (None, True, False):
+            raise ValueError(f"Invalid {name} value: {flag!r} (expected None, True or False)")
+    if foreach and fused:
+        raise ValueError("`fused` and `foreach` cannot be `True` together.")
+    if backend not in BACKENDS:
+        raise ValueError(f"Invalid backend: {backend!r} (expected one of {', '.join(map(repr, BACKENDS))})")
+    if backend != "auto" and (foreach is not None or fused is not None):
+        raise ValueError(f"backend={backend!r} already names the implementation; leave foreach and fused as None")
 
 
 def _describe(index: int, names: Sequence[str] | None) -> str:

@@ -9,9 +9,16 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from ..functional.andi import BACKENDS, Backend, andi_step, gradient_norms, resolve_backend, screen_gradient_norms
+from ..functional.andi import andi_step, gradient_norms, resolve_backend, screen_gradient_norms
 from ..functional.precondition import DEFAULT_EPS, DEFAULT_MIN_DIM
-from ..functional.validation import AndiHyperparameters, Compat, check_hyperparameters, check_step_tensors
+from ..functional.validation import (
+    AndiHyperparameters,
+    Backend,
+    Compat,
+    check_backend,
+    check_hyperparameters,
+    check_step_tensors,
+)
 from ._base import check_distinct_params, evaluate_closure, group_tensors, params_with_grads
 
 __all__ = ["ANDI"]
@@ -297,13 +304,8 @@ def _validate(group: dict[str, Any], where: str | None = None) -> AndiHyperparam
     """Check one group (constructor, ``add_param_group``, ``load_state_dict`` and every step) and return its
     hyperparameters as the record every backend reads; ``where`` prefixes the message (e.g. ``param_groups[1]``)."""
     try:
-        check_hyperparameters(**{k: group[k] for k in _HYPERPARAMETERS}, foreach=group["foreach"], fused=group["fused"])
-        if group["backend"] not in BACKENDS:
-            raise ValueError(f"Invalid backend: {group['backend']!r} (expected one of {', '.join(BACKENDS)})")
-        if group["backend"] != "auto" and (group["foreach"] is not None or group["fused"] is not None):
-            raise ValueError(
-                f"backend={group['backend']!r} already names the implementation; leave foreach and fused as None"
-            )
+        check_hyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
+        check_backend(group["backend"], group["foreach"], group["fused"])
     except ValueError as err:
         if where is None:
             raise
