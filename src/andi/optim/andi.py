@@ -16,7 +16,6 @@ from ..functional.validation import (
     Backend,
     Compat,
     check_backend,
-    check_hyperparameters,
     check_step_tensors,
 )
 from ._base import check_distinct_params, evaluate_closure, group_tensors, params_with_grads
@@ -304,10 +303,10 @@ def _validate(group: dict[str, Any], where: str | None = None) -> AndiHyperparam
     """Check one group (constructor, ``add_param_group``, ``load_state_dict`` and every step) and return its
     hyperparameters as the record every backend reads; ``where`` prefixes the message (e.g. ``param_groups[1]``)."""
     try:
-        check_hyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
+        hp = AndiHyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})  # validated when built
         check_backend(group["backend"], group["foreach"], group["fused"])
     except ValueError as err:
         if where is None:
             raise
         raise ValueError(f"{where}: {err}") from None
-    return AndiHyperparameters(**{k: group[k] for k in _HYPERPARAMETERS})
+    return hp
