@@ -33,13 +33,8 @@ from torch import Tensor
 
 from .eager import _multi_tensor_andi, _single_tensor_andi, default_foreach
 from .fused import _compiled_andi, _fused_andi, _triton_andi, default_fused
-from .updates import nonfinite_indices, screen_gradient_norms
+from .updates import is_dtensor, nonfinite_indices, screen_gradient_norms
 from .validation import BACKENDS, AndiHyperparameters, Backend, Compat, check_backend, check_step_tensors
-
-try:  # DTensor parameters (FSDP2) take the DTensor backend
-    from torch.distributed.tensor import DTensor as _DTensor
-except (ImportError, AttributeError):  # pragma: no cover - builds without torch.distributed
-    _DTensor = None
 
 __all__ = [
     "BACKENDS",
@@ -55,7 +50,7 @@ __all__ = [
 
 
 def _has_dtensor(tensors: list[Tensor]) -> bool:
-    return _DTensor is not None and any(isinstance(t, _DTensor) for t in tensors)
+    return any(is_dtensor(t) for t in tensors)
 
 
 def resolve_backend(

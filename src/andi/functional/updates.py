@@ -26,7 +26,7 @@ from .lr import add_lr_scaled_, decay_weights_
 from .precondition import AndiStats, compute_dtype, energy_scale, equilibrate, gradient_stats
 from .validation import nonfinite_gradient_error, norm_limit
 
-try:  # only to recognise DTensor gradients in the cross-group screen
+try:  # to recognise DTensors (the dispatcher's backend choice, the cross-group screen)
     from torch.distributed.tensor import DTensor as _DTensor
 except (ImportError, AttributeError):  # pragma: no cover - builds without torch.distributed
     _DTensor = None
@@ -34,6 +34,7 @@ except (ImportError, AttributeError):  # pragma: no cover - builds without torch
 __all__ = [
     "classify_refusal",
     "direction_terms",
+    "is_dtensor",
     "nonfinite_indices",
     "paper_update",
     "reference_update",
@@ -83,7 +84,7 @@ def screen_gradient_norms(grads: list[Tensor], norms: list[Tensor]) -> None:
     """
     for i in nonfinite_indices(norms):
         grad = grads[i]
-        if _is_dtensor(grad):
+        if is_dtensor(grad):
             grad = grad.full_tensor()  # rare path: the error (or its absence) must be the same on every rank
         norm = classify_refusal(grad)
         dtype = compute_dtype(grad.dtype)
@@ -93,7 +94,8 @@ def screen_gradient_norms(grads: list[Tensor], norms: list[Tensor]) -> None:
             raise nonfinite_gradient_error(i, overflow_norm=norm, dtype=dtype)
 
 
-def _is_dtensor(t: Tensor) -> bool:
+def is_dtensor(t: Tensor) -> bool:
+    """Whether ``t`` is a DTensor (always ``False`` in torch builds without ``torch.distributed``)."""
     return _DTensor is not None and isinstance(t, _DTensor)
 
 
