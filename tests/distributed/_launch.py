@@ -12,12 +12,14 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 WORKER = Path(__file__).with_name("_worker.py")
+_TIMEOUT_NOTE = "[launch] killed"
 
 
 def skip_reason() -> str | None:
@@ -86,10 +88,19 @@ def _run_once(world_size: int, args: list[str], timeout: float) -> tuple[list[in
                 if other.poll() is None:
                     other.kill()
             out, _ = proc.communicate()
-            out += f"\n[launch] killed after {timeout:.0f} s"
+            out += f"\n{_TIMEOUT_NOTE} after {timeout:.0f} s"
         outputs.append(out)
         codes.append(proc.returncode)
     return codes, outputs
+
+
+def _native_crash(codes: list[int | None], outputs: list[str]) -> bool:
+    """Whether a rank died from a signal other than the timeout's kill (see :func:`_run_once`)."""
+    return any(c is not None and c < 0 and _TIMEOUT_NOTE not in o for c, o in zip(codes, outputs))
+
+
+def _failure_report(codes: list[int | None], outputs: list[str]) -> str:
+    return "\n".join(f"----- rank {r} (exit {c}) -----\n{o[-6000:]}" for r, (c, o) in enumerate(zip(codes, outputs)))
 
 
 def launch(
@@ -101,9 +112,13 @@ def launch(
     codes, outputs = _run_once(world_size, args, timeout)
     if any(c != 0 for c in codes) and any("address already in use" in o.lower() for o in outputs):
         codes, outputs = _run_once(world_size, args, timeout)  # the free port was taken in between: retry once
+    elif _native_crash(codes, outputs):
+        # A rank killed by a signal it raised itself (glibc's "free(): invalid pointer" abort seen once in CI
+        # with torch 2.13 + gloo, never reproduced in 17 runs here) is a crash in native code, not a failed
+        # assertion of ours: run once more and keep the first run's output for the record. A bug of ours that
+        # crashes every time still fails below.
+        warnings.warn(f"a distributed worker crashed; retrying once:\n{_failure_report(codes, outputs)}", stacklevel=2)
+        codes, outputs = _run_once(world_size, args, timeout)
     if any(c != 0 for c in codes):
-        report = "\n".join(
-            f"----- rank {r} (exit {c}) -----\n{o[-6000:]}" for r, (c, o) in enumerate(zip(codes, outputs))
-        )
-        raise RuntimeError(f"distributed workers failed:\n{report}")
+        raise RuntimeError(f"distributed workers failed:\n{_failure_report(codes, outputs)}")
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(world_size)]
