@@ -146,12 +146,17 @@ def test_python_dash_m_help() -> None:
 
 
 @pytest.mark.filterwarnings("ignore:.*approximate CIFAR-10 copy:UserWarning")
-def test_quick_smoke_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None) -> None:
+def test_quick_smoke_end_to_end(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The real runner and tasks at smoke size: the CI path of ``andi-bench quick``."""
     monkeypatch.setenv("CI", "true")
     t0 = time.perf_counter()
     assert cli.main(["quick", "--size", "smoke", "--out", str(tmp_path)]) == 0
     elapsed = time.perf_counter() - t0
+    printed = capsys.readouterr().out
+    assert "docs/results/index.md" in printed and "--protocol study" in printed  # where the evidence is
+    assert (Path(__file__).parents[2] / "docs" / "results" / "index.md").is_file()
     md = (tmp_path / "report.md").read_text()
     for task in ("saddle", "cifar", "gpt"):
         assert f"### {task}" in md

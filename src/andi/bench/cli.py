@@ -69,6 +69,13 @@ logger = logging.getLogger("andi.bench")
 
 DEFAULT_RESULTS = Path("andi-bench-results")
 QUICK_SIZES = {"cpu": QUICK, "smoke": QUICK_SMOKE}
+#: Printed after ``quick``: where the evidence is, since ``quick`` itself is a demonstration.
+FULL_STUDY_NOTE = (
+    "quick is a demonstration (3-point grid, 2 seeds), not evidence. The full study (every fair arm, 8-point "
+    "grid with edge extension, 5 reporting seeds, Holm-corrected two-sided tests) and its verdict on each of the "
+    "paper's claims: docs/results/index.md in the source tree, or the Results page of the documentation. "
+    "Reproduce it with `andi-bench run --protocol study --workers 2 --threads 1`."
+)
 #: The size ``run --protocol NAME`` uses without ``--size``: a smoke protocol runs at smoke size, a protocol that
 #: declares a ``default_size`` (``study-saddle-full``: ``full``) at that size, every other at ``cpu``.
 DEFAULT_SIZES = {
@@ -314,6 +321,7 @@ def cmd_quick(args: argparse.Namespace) -> int:
         _summary(f"quick ({args.size})", sweep, time.perf_counter() - t0, out)
     if not args.no_report:
         _write_report(out)
+    print(FULL_STUDY_NOTE)
     return 0
 
 
