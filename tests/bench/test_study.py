@@ -100,7 +100,7 @@ def test_saddle_full_and_width_protocols_are_declared() -> None:
     assert {a.name for a in w.arms} == set(w.run_arms()) == FOUR
     assert all(len(w.grid(a, t)) == 8 for a in w.arms for t in w.tasks)
     assert (w.tuning_seeds, w.reporting_seeds, w.edge_extension_rounds) == ((0,), (1001, 1002), 4)
-    assert dict(w.task_steps) == dict.fromkeys(w.tasks, 200)
+    assert dict(w.task_steps) == dict.fromkeys(w.tasks, 150)
     for task in w.tasks:  # GPT's AdamW β2 = 0.95 on every width, as on `gpt`
         cfg = w.config("adamw", task, 1e-3, 0, split="val", size="cpu")
         assert dict(cfg.optimizer_kwargs)["betas"] == (0.9, 0.95)

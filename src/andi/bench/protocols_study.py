@@ -85,7 +85,7 @@ STUDY_TASK_STEPS: tuple[tuple[str, int], ...] = ()
 #: Arms of ``study`` reported on 5 seeds; the others on the first 3 (see the module docstring).
 STUDY_FIVE_SEED_ARMS = ("adamw", "muon", "andi", "andi-hybrid", "sgd")
 #: Steps of every ``width`` run (the CPU size of ``gpt`` runs 300).
-WIDTH_STEPS = 200
+WIDTH_STEPS = 150
 #: Width sweep tasks (:func:`andi.bench.tasks.char_gpt.char_gpt_width_task`).
 WIDTH_TASKS = ("gpt-w64", "gpt-w128", "gpt-w256")
 #: Arms of ``width`` and ``study-saddle-full``.
