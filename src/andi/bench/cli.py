@@ -8,7 +8,7 @@ Subcommands::
                       [--out DIR] ...
     (both)            [--executor serial|local|ray] [--workers N] [--workers-per-gpu K] [--ray-address ADDR]
                       [--claim-timeout SECONDS]
-    andi-bench report DIR [--out FILE] [--no-figures]
+    andi-bench report DIR|ARCHIVE [--out FILE] [--no-figures]   (ARCHIVE: a .tar, .tar.gz or .tar.xz of DIR)
     andi-bench list
     andi-bench step   ...   (optimizer-step micro-benchmarks, forwarded to andi.bench.stepbench)
 
@@ -233,9 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None, help=f"results directory (default: {DEFAULT_RESULTS}/<protocol>)")
     _add_common(r)
 
-    rep = sub.add_parser("report", help="write report.md and figures from a results directory")
-    rep.add_argument("dir", type=Path)
-    rep.add_argument("--out", type=Path, default=None, help="report path (default: DIR/report.md)")
+    rep = sub.add_parser("report", help="write report.md and figures from a results directory or an archive of one")
+    rep.add_argument(
+        "dir",
+        type=Path,
+        metavar="DIR|ARCHIVE",
+        help="a results directory, or a .tar, .tar.gz or .tar.xz archive of one (extracted to a temporary folder, "
+        "after checking that no member points outside it)",
+    )
+    rep.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="report path (default: DIR/report.md, or report.md next to ARCHIVE); figures go in figures/ next to it",
+    )
     rep.add_argument("--no-figures", action="store_true", help="markdown only, no PNGs")
     _add_debug(rep)
 
@@ -392,11 +403,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from andi.bench.report import generate_report
+    from andi.bench.report import generate_report, is_archive, report_from_archive
 
-    if not args.dir.is_dir():
-        raise SetupError(f"report {args.dir}: not a directory; give the --out directory of a `quick` or `run`")
-    out = args.out or args.dir / "report.md"
+    source = args.dir
+    archive = source.is_file() and is_archive(source)
+    if not archive and not source.is_dir():
+        raise SetupError(
+            f"report {source}: not a directory or a .tar, .tar.gz or .tar.xz archive; give the --out directory of "
+            "a `quick` or `run`, or an archive of one"
+        )
+    out = args.out or (source.parent if archive else source) / "report.md"
     if out.is_dir():
         raise SetupError(f"--out {out}: is a directory; give a file name such as {out / 'report.md'}")
     check_writable_dir(out.parent, "--out")
@@ -404,7 +420,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if not args.no_figures and figures.exists() and not figures.is_dir():
         raise SetupError(f"{figures} is a file, so the figures cannot go there; move it or use --no-figures")
     try:
-        path = generate_report(args.dir, out, figures=not args.no_figures)
+        if archive:
+            path = report_from_archive(source, out, figures=not args.no_figures)
+        else:
+            path = generate_report(source, out, figures=not args.no_figures)
     except FileNotFoundError as e:
         raise SetupError(str(e)) from None
     print(f"report: {path}")

@@ -23,14 +23,15 @@ def _umask() -> int:
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically with mode ``0o666 & ~umask``; return ``path``.
+    """Write ``text`` (UTF-8, ``\n`` line ends on every system) to ``path`` atomically with mode ``0o666 & ~umask``;
+    return ``path``.
 
     On any failure the temporary file is removed and ``path`` is left as it was.
     """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -18,14 +18,19 @@ from typing import Any
 
 __all__ = [
     "Band",
+    "LineSeries",
+    "LrPanel",
     "LrSeries",
     "Panel",
     "ScatterSeries",
     "arm_style",
+    "save_lines",
+    "save_lr_panels",
     "save_lr_sensitivity",
     "save_panels",
     "save_profiles",
     "save_scatter",
+    "sequence_colors",
 ]
 
 _FIXED_STYLES = {
@@ -94,6 +99,34 @@ class ScatterSeries:
     style: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class LrPanel:
+    """One axes of :func:`save_lr_panels`: a title and its lr curves (e.g. one arm, a curve per width)."""
+
+    title: str
+    series: list[LrSeries]
+
+
+@dataclass
+class LineSeries:
+    """A line through points of one arm for :func:`save_lines`; ``flagged`` points get an open marker."""
+
+    label: str
+    xs: Sequence[float]
+    ys: Sequence[float]
+    style: dict[str, Any] = field(default_factory=dict)
+    flagged: Sequence[bool] = ()
+
+
+def sequence_colors(n: int) -> list[str]:
+    """``n`` colours along viridis, dark to light (e.g. one per width, in increasing order), as ``#rrggbb``."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["viridis"]
+    return [to_hex(cmap(0.85 * i / max(1, n - 1))) for i in range(n)]
+
+
 def _figure(ncols: int, nrows: int = 1, width: float = 4.6, height: float = 3.6) -> Any:
     from matplotlib.figure import Figure  # lazy: the library never needs matplotlib
 
@@ -136,16 +169,13 @@ def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", n
     return _save(fig, path)
 
 
-def save_lr_sensitivity(
-    path: str | Path, title: str, series: Sequence[LrSeries], ylabel: str, logy: bool = False
-) -> Path:
-    """Final metric vs lr per arm (log x), DeepOBS style; failed trials are crosses on the top edge."""
-    fig, axes = _figure(1, width=5.6, height=4.0)
-    ax = axes[0][0]
+def _draw_lr(ax: Any, series: Sequence[LrSeries], ylabel: str, title: str, logy: bool) -> None:
+    """Final metric vs lr per series on ``ax`` (log x); failed trials are crosses on the top edge, a ring the
+    chosen lr."""
     finite = [s for ser in series for s in ser.scores if s is not None and math.isfinite(s)]
     top = max(finite) if finite else 1.0
     for ser in series:
-        pts = sorted(zip(ser.lrs, ser.scores))
+        pts = sorted(zip(ser.lrs, ser.scores), key=lambda p: p[0])
         ok = [(lr, s) for lr, s in pts if s is not None and math.isfinite(s)]
         failed = [lr for lr, s in pts if s is None or not math.isfinite(s)]
         style = {"linewidth": 1.6, **ser.style}
@@ -177,6 +207,89 @@ def save_lr_sensitivity(
     if logy and _positive_only(finite):
         ax.set_yscale("log")
     ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if series:
+        ax.legend(fontsize="small")
+
+
+def save_lr_sensitivity(
+    path: str | Path, title: str, series: Sequence[LrSeries], ylabel: str, logy: bool = False
+) -> Path:
+    """Final metric vs lr per arm (log x), DeepOBS style; failed trials are crosses on the top edge."""
+    fig, axes = _figure(1, width=5.6, height=4.0)
+    _draw_lr(axes[0][0], series, ylabel, title, logy)
+    return _save(fig, path)
+
+
+def save_lr_panels(
+    path: str | Path,
+    panels: Sequence[LrPanel],
+    ylabel: str,
+    logy: bool = False,
+    suptitle: str = "",
+    ncols: int | None = None,
+) -> Path:
+    """:func:`save_lr_sensitivity`'s plot once per panel (e.g. one arm per panel, one curve per width)."""
+    if not panels:
+        raise ValueError("no panels to draw")
+    ncols = ncols or len(panels)
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _figure(ncols, nrows, width=5.0, height=3.8)
+    for i, panel in enumerate(panels):
+        _draw_lr(axes[i // ncols][i % ncols], panel.series, ylabel, panel.title, logy)
+    for j in range(len(panels), nrows * ncols):
+        axes[j // ncols][j % ncols].set_visible(False)
+    if suptitle:
+        fig.suptitle(textwrap.fill(suptitle, width=max(40, int(10 * fig.get_figwidth()))))
+    return _save(fig, path)
+
+
+def save_lines(
+    path: str | Path,
+    title: str,
+    series: Sequence[LineSeries],
+    xlabel: str,
+    ylabel: str,
+    logx_base: float | None = None,
+    logy: bool = False,
+    flagged_label: str = "",
+) -> Path:
+    """One line with markers per series; ``flagged`` points ringed (``flagged_label`` names them in the legend).
+
+    ``logx_base`` draws x on a log scale of that base with a tick at every x of the data, labelled plainly
+    (e.g. base 2 for model widths 64, 128, 256)."""
+    from matplotlib.ticker import NullLocator
+
+    fig, axes = _figure(1, width=5.6, height=4.0)
+    ax = axes[0][0]
+    named = False
+    for ser in series:
+        style = {"linewidth": 1.8, **ser.style}
+        ax.plot(ser.xs, ser.ys, marker="o", markersize=5, label=ser.label, **style)
+        flagged = [(x, y) for x, y, f in zip(ser.xs, ser.ys, ser.flagged) if f]
+        if flagged:
+            ax.plot(
+                [x for x, _ in flagged],
+                [y for _, y in flagged],
+                linestyle="none",
+                marker="o",
+                markersize=12,
+                markerfacecolor="none",
+                color=style.get("color"),
+                label=flagged_label if flagged_label and not named else None,
+            )
+            named = named or bool(flagged_label)
+    xs = sorted({x for ser in series for x in ser.xs})
+    ys = [y for ser in series for y in ser.ys]
+    if logx_base and _positive_only(xs):
+        ax.set_xscale("log", base=logx_base)
+        ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        ax.xaxis.set_minor_locator(NullLocator())
+    if logy and _positive_only(ys):
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)

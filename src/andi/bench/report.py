@@ -1,4 +1,4 @@
-"""``andi-bench report DIR``: a markdown report with PNG figures, computed only from the stored records.
+"""``andi-bench report DIR|ARCHIVE``: a markdown report with PNG figures, computed only from the stored records.
 
 For each protocol run found in ``DIR`` (its ``manifest-*.json``) the report gives, per task:
 
@@ -6,16 +6,26 @@ For each protocol run found in ``DIR`` (its ``manifest-*.json``) the report give
   seeds, median steps and wall-clock to target, speedup over AdamW, optimizer-step time, optimizer-state
   bytes, peak memory), the comparison of every arm with the best *other* arm, and figures (curves with seed
   bands, lr sensitivity, final quality against training time, gradient norm: :mod:`andi.bench.report_figures`);
-  then a verdict summary, the AlgoPerf performance profile and score (r_max = 4), the geometric-mean speedup
-  over AdamW, and Dolan–Moré profiles of the final test error across tasks;
+  then the head-to-head table of ANDI and ANDI-hybrid against AdamW and Muon (:func:`head_to_head`), a verdict
+  summary, the AlgoPerf performance profile and score (r_max = 4), the geometric-mean speedup over AdamW,
+  Dolan–Moré profiles of the final test error across tasks, and — when the tasks are one model at two or more
+  widths (``task_model.n_embd`` in the manifests: the ``width`` protocol) — a learning-rate transfer section: the
+  chosen lr of every arm at each width with the ratio largest-width / smallest-width lr, and two figures (tuning
+  curves per width, chosen lr against width);
 * the replay protocol — the paper's quantities (last recorded minibatch loss per seed, the ANDI grid
   search) and a Figure-1-like three-panel plot.
+
+A chosen lr is marked ``(edge-ext.)`` when the edge rule extended the grid, ``(at edge)`` when it is at an edge of
+the lrs explored, and ``(edge-capped)`` when the manifest says it is still there after the last extension round
+(study protocols), with a sentence under the table: that arm's optimum may lie beyond the grid.
 
 Verdicts are two-sided. Each arm is tested against the best other arm (by mean final metric) with a two-sided
 paired t-test over the seeds both have when at least two pair up, Welch's two-sided t-test otherwise; the
 p-values of the protocol run's distinct comparisons (A vs B and B vs A are one) go through Holm–Bonferroni at
 α = 0.05, and a rejected comparison reads "better than B" or "worse than B" from the sign of the mean
-difference and whether higher is better; otherwise "no significant difference".
+difference and whether higher is better; otherwise "no significant difference". The head-to-head table uses the
+same tests and wording for the pairs the paper's claims are about (ANDI or ANDI-hybrid against AdamW or Muon, on
+every task), with Holm–Bonferroni over that table's rows as a family of its own.
 
 The target of time-to-target is the median final metric of tuned AdamW over the reporting seeds.
 
@@ -24,46 +34,84 @@ recomputed here) leaves its seed out, an arm with no surviving record is shown a
 and skipped in the plots, and a figure without data is left out. The report is replaced atomically; if it
 cannot be produced, the previous report at that path is removed, since it describes other results and would
 be taken for the current one.
+
+``ARCHIVE`` is a ``.tar``, ``.tar.gz`` or ``.tar.xz`` of a results directory (its files at the top level or under
+one folder): :func:`report_from_archive` checks every member (no absolute path, no ``..``, no link, nothing but
+files and folders), extracts it into a temporary folder and writes the report to ``--out`` (default: ``report.md``
+next to the archive). The report is a function of the records alone: it names the results as given on the command
+line (the archive, never the temporary folder), holds no time stamp, orders everything by sorted names or the
+manifests' order, and links figures with ``/`` on every system, so the same records give the same bytes, and the
+figures the same file names, on every run and machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
+import lzma
 import math
+import tarfile
+import tempfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from andi.bench import stats
+from andi.bench.errors import SetupError
 from andi.bench.files import atomic_write_text
-from andi.bench.report_figures import bands, fair_task_figures, figure_lines, lr_figure, quality_profile_lines
+from andi.bench.report_figures import (
+    bands,
+    fair_task_figures,
+    figure_lines,
+    lr_figure,
+    quality_profile_lines,
+    width_figure_lines,
+)
 from andi.bench.report_tables import (
     comparison_lines,
     env_lines,
     fair_table,
     fmt,
     fmt_bytes,
+    head_to_head_lines,
     packed_runs,
     verdict_summary_lines,
+    width_table_lines,
 )
 from andi.bench.store import ResultStore
 from andi.bench.util import final_value
 
 __all__ = [
+    "ARCHIVE_SUFFIXES",
+    "HEAD_TO_HEAD_ARMS",
+    "HEAD_TO_HEAD_BASELINES",
     "ArmResult",
     "Comparison",
     "TaskResult",
     "analyze_fair",
     "analyze_replay",
     "apply_holm",
+    "extract_results",
     "fmt",
     "fmt_bytes",
     "generate_report",
+    "head_to_head",
+    "head_to_head_pairs",
+    "is_archive",
+    "report_from_archive",
+    "width_tasks",
 ]
 
 R_MAX = 4.0
 ALPHA = 0.05
+#: The arms of the head-to-head table (:func:`head_to_head`), each against every baseline below.
+HEAD_TO_HEAD_ARMS = ("andi", "andi-hybrid")
+#: The baselines of the head-to-head table.
+HEAD_TO_HEAD_BASELINES = ("adamw", "muon")
+#: What ``andi-bench report`` accepts besides a results directory (:func:`report_from_archive`).
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz")
 _FIG1_ORDER = ("saddle", "cifar", "gpt")
 _FIG1_TITLES = {"saddle": "SADDLE (autoencoder)", "cifar": "CIFAR (ResNet-9)", "gpt": "GPT (char NanoGPT)"}
 
@@ -94,6 +142,7 @@ class ArmResult:
     tuning: list[dict] = field(default_factory=list)
     expected: int = 0  # reporting runs named by the manifest; ``len(records)`` of them survive
     errors: list[dict] = field(default_factory=list)  # failed records (the run raised): no metric, no timing
+    edge_capped: bool = False  # still at an edge after the last extension round (study protocols only)
 
     @property
     def n_failed(self) -> int:
@@ -222,28 +271,81 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> A
         tuning=list(entry["tuning"]),
         expected=len(entry["reporting"]),
         errors=[r for r in found if r.get("status") == "failed"],
+        edge_capped=bool(entry.get("edge_capped")),
     )
+
+
+def _usable(a: ArmResult) -> bool:
+    """At least two finite results: what a t-test needs."""
+    return len(stats.finite_values(a.finals)) >= 2
+
+
+def _pair(task: str, a: ArmResult, b: ArmResult, hib: bool) -> Comparison:
+    """``a`` against ``b`` (both :func:`_usable`), two-sided: paired t over the seeds both have when at least two
+    pair up, else Welch; Welch's test is computed either way. Holm's correction is the caller's."""
+    xa, xb = stats.finite_values(a.finals), stats.finite_values(b.finals)
+    pa = {s: v for s, v in zip(a.seeds, a.finals) if v is not None and math.isfinite(v)}
+    pb = {s: v for s, v in zip(b.seeds, b.finals) if v is not None and math.isfinite(v)}
+    common = sorted(set(pa) & set(pb))
+    diff = stats.summarize([pa[s] - pb[s] for s in common])
+    paired = stats.paired_ttest([pa[s] for s in common], [pb[s] for s in common]) if len(common) >= 2 else None
+    welch = stats.welch_ttest(xa, xb)
+    mean_diff = diff.mean if paired is not None else a.summary.mean - b.summary.mean
+    return Comparison(task, a.arm, b.arm, b.label, hib, diff, welch, paired, mean_diff)
 
 
 def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
     """Every arm with at least two finite results against the best other such arm (by mean), two-sided."""
-    usable = [a for a in arms if len(stats.finite_values(a.finals)) >= 2]
+    usable = [a for a in arms if _usable(a)]
     out = []
     for a in usable:
         others = [b for b in usable if b.arm != a.arm]
         if not others:
             continue
         best = max(others, key=lambda b: b.summary.mean) if hib else min(others, key=lambda b: b.summary.mean)
-        xa, xb = stats.finite_values(a.finals), stats.finite_values(best.finals)
-        pa = {s: v for s, v in zip(a.seeds, a.finals) if v is not None}
-        pb = {s: v for s, v in zip(best.seeds, best.finals) if v is not None}
-        common = sorted(set(pa) & set(pb))
-        diff = stats.summarize([pa[s] - pb[s] for s in common])
-        paired = stats.paired_ttest([pa[s] for s in common], [pb[s] for s in common]) if len(common) >= 2 else None
-        welch = stats.welch_ttest(xa, xb)
-        mean_diff = diff.mean if paired is not None else a.summary.mean - best.summary.mean
-        out.append(Comparison(task, a.arm, best.arm, best.label, hib, diff, welch, paired, mean_diff))
+        out.append(_pair(task, a, best, hib))
     return out
+
+
+def head_to_head_pairs(t: TaskResult) -> list[tuple[ArmResult, ArmResult]]:
+    """``(ANDI arm, baseline)`` of task ``t`` for every arm of :data:`HEAD_TO_HEAD_ARMS` and baseline of
+    :data:`HEAD_TO_HEAD_BASELINES` that the task has, in that order (usable or not)."""
+    by_name = {a.arm: a for a in t.arms}
+    return [
+        (by_name[a], by_name[b])
+        for a in HEAD_TO_HEAD_ARMS
+        for b in HEAD_TO_HEAD_BASELINES
+        if a in by_name and b in by_name
+    ]
+
+
+def head_to_head(group: Sequence[TaskResult], alpha: float = ALPHA) -> list[Comparison]:
+    """ANDI and ANDI-hybrid against AdamW and Muon on every task of one protocol run, Holm-corrected.
+
+    One :class:`Comparison` per ``(task, ANDI arm, baseline)`` of :func:`head_to_head_pairs` whose two arms have
+    at least two finite results each (a pair short of that is skipped), in task order, then arm, then baseline.
+    The tests are those of the best-other-arm comparisons (two-sided paired t over the common seeds when at least
+    two pair up, else Welch). Holm–Bonferroni runs over exactly these rows — the head-to-head family of the
+    protocol run, separate from :func:`apply_holm`'s — so every row's ``family_size`` is their number. Computed
+    afresh on every call: the task results are not modified.
+    """
+    rows = [
+        _pair(t.task, a, b, t.higher_is_better)
+        for t in group
+        for a, b in head_to_head_pairs(t)
+        if _usable(a) and _usable(b)
+    ]
+    for c, (p, reject) in zip(rows, stats.holm_bonferroni([c.pvalue for c in rows], alpha)):
+        c.holm_p, c.reject, c.family_size = p, reject, len(rows)
+    return rows
+
+
+def width_tasks(group: Sequence[TaskResult]) -> list[tuple[int, TaskResult]]:
+    """``(n_embd, task)`` of the tasks whose manifest has ``task_model.n_embd``, by width then task name; empty
+    unless at least two distinct widths are present (the ``width`` protocol: ``gpt-w64``, ``gpt-w128``, ...)."""
+    found = [(_width(t.manifest), t) for t in group if _width(t.manifest) > 0]
+    found.sort(key=lambda wt: (wt[0], wt[1].task))
+    return found if len({n for n, _ in found}) >= 2 else []
 
 
 def analyze_fair(manifest: Mapping[str, Any], records: _Records | ResultStore) -> TaskResult:
@@ -354,6 +456,9 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
             if t.task in _FIG1_ORDER:
                 train = bands(t, "train", bins=50)
                 fig1.append(Panel(_FIG1_TITLES[t.task], train, "training loss (bin means)", logy=t.task == "saddle"))
+    pairs = [(t, a, b) for t in group for a, b in head_to_head_pairs(t)]
+    if pairs:
+        lines += head_to_head_lines(group, head_to_head(group, ALPHA), pairs, ALPHA)
     lines += verdict_summary_lines(group, ALPHA)
     figure1 = _figure1_lines(
         fig1,
@@ -368,6 +473,11 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     lines += _aggregate(group, fig_dir, prefix, rel)
     if fig_dir is not None:
         lines += quality_profile_lines(group, fig_dir, prefix, rel)
+    widths = width_tasks(group)
+    if widths:
+        lines += ["### Learning-rate transfer across width", "", *width_table_lines(widths), ""]
+        if fig_dir is not None:
+            lines += width_figure_lines(widths, fig_dir, prefix, rel)
     return lines
 
 
@@ -504,16 +614,20 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
     return lines
 
 
-def generate_report(results_dir: str | Path, out: str | Path | None = None, *, figures: bool = True) -> Path:
+def generate_report(
+    results_dir: str | Path, out: str | Path | None = None, *, figures: bool = True, shown_as: str | None = None
+) -> Path:
     """Write ``report.md`` (default: in ``results_dir``) and PNGs under ``figures/`` next to it.
 
-    The report is replaced atomically. On any failure the report previously at ``out`` is removed (and the
-    error re-raised): it was computed from other results, and left in place it would pass for the current one.
+    ``shown_as`` is what the report's "Results directory" line names (default: ``results_dir``), e.g. the archive
+    the directory was extracted from. The report is replaced atomically. On any failure the report previously at
+    ``out`` is removed (and the error re-raised): it was computed from other results, and left in place it would
+    pass for the current one.
     """
     results_dir = Path(results_dir)
     out = Path(out) if out is not None else results_dir / "report.md"
     try:
-        text = _render(results_dir, out, figures)
+        text = _render(results_dir, out, figures, str(results_dir) if shown_as is None else shown_as)
         out.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write_text(out, text)
     except BaseException:
@@ -522,7 +636,103 @@ def generate_report(results_dir: str | Path, out: str | Path | None = None, *, f
         raise
 
 
-def _render(results_dir: Path, out: Path, figures: bool) -> str:
+def is_archive(path: str | Path) -> bool:
+    """Whether ``path`` is named like an archive ``andi-bench report`` reads (:data:`ARCHIVE_SUFFIXES`)."""
+    return Path(path).name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _unsafe(member: tarfile.TarInfo) -> str | None:
+    """Why ``member`` must not be extracted (a path outside the destination, a link, a device...), or ``None``."""
+    name = member.name
+    if name.startswith(("/", "\\")) or PureWindowsPath(name).anchor:
+        return "an absolute path"
+    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
+        return "a path with '..'"
+    if member.issym() or member.islnk():
+        return f"a {'symbolic' if member.issym() else 'hard'} link to {member.linkname!r}"
+    if not (member.isreg() or member.isdir()):
+        return "neither a regular file nor a folder"
+    return None
+
+
+def extract_results(archive: str | Path, dest: str | Path) -> Path:
+    """Extract ``archive`` (tar, optionally gzip- or xz-compressed) into ``dest``; return its results directory.
+
+    Every member is checked before anything is written: an absolute path, a path with ``..``, a symbolic or hard
+    link, or anything but a regular file or a folder refuses the whole archive (:class:`SetupError`). Extraction
+    then uses tarfile's ``data`` filter where Python has it. The results directory is the folder holding the
+    ``manifest-*.json`` files: the archive's top level, or the folder reached through single top-level folders
+    (``results/`` or ``andi-bench-results/study/``). Raises :class:`FileNotFoundError` when there is none.
+    """
+    archive, dest = Path(archive), Path(dest)
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            members = tar.getmembers()
+            for m in members:
+                why = _unsafe(m)
+                if why is not None:
+                    raise SetupError(
+                        f"report {archive}: member {m.name!r} is {why}; refusing to extract the archive. "
+                        "Make an archive of the results directory alone (e.g. `tar -cJf results.tar.xz DIR`)"
+                    )
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, members=members, filter="data")
+            else:  # pragma: no cover - Python without extraction filters: the checks above are the filter
+                for m in members:
+                    target = dest.joinpath(*PurePosixPath(m.name).parts)
+                    if m.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    src = tar.extractfile(m)
+                    assert src is not None
+                    with src, open(target, "wb") as f:
+                        f.write(src.read())
+    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as e:
+        raise SetupError(
+            f"report {archive}: not a readable tar archive ({e}); give a results directory or a .tar, .tar.gz or "
+            ".tar.xz archive of one"
+        ) from None
+    root = dest
+    while not any(root.glob("manifest-*.json")):
+        subdirs = [p for p in root.iterdir() if p.is_dir()]
+        if len(subdirs) != 1:
+            raise FileNotFoundError(
+                f"no manifest-*.json in {archive} (at its top level or in its one top-level folder): archive "
+                "the --out directory of `andi-bench quick` or `andi-bench run`"
+            )
+        root = subdirs[0]
+    return root
+
+
+def report_from_archive(archive: str | Path, out: str | Path | None = None, *, figures: bool = True) -> Path:
+    """The report of the results directory archived in ``archive`` (:func:`extract_results`), written to ``out``
+    (default: ``report.md`` next to the archive) with its figures under ``figures/`` next to ``out``.
+
+    The archive is extracted into a temporary directory that is removed afterwards; the report names the archive
+    as given, never that directory, so it is the same wherever and however often it is produced. As with
+    :func:`generate_report`, a report that cannot be produced removes the one previously at ``out``.
+    """
+    archive = Path(archive)
+    out = Path(out) if out is not None else archive.parent / "report.md"
+    try:
+        with tempfile.TemporaryDirectory(prefix="andi-report-") as tmp:
+            root = extract_results(archive, tmp)
+            return generate_report(root, out, figures=figures, shown_as=str(archive))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            out.unlink(missing_ok=True)
+        raise
+
+
+def _width(manifest: Mapping[str, Any]) -> int:
+    """``task_model.n_embd`` of a manifest (0 without one): the tasks of the ``width`` protocol sort by width."""
+    model = manifest.get("task_model")
+    n = model.get("n_embd") if isinstance(model, Mapping) else None
+    return n if isinstance(n, int) and not isinstance(n, bool) else 0
+
+
+def _render(results_dir: Path, out: Path, figures: bool, shown_as: str) -> str:
     """The markdown of the report on ``results_dir`` (figures are written under ``out``'s folder)."""
     # A corrupt record is moved aside and left out; the report never recomputes anything.
     store = ResultStore(
@@ -533,7 +743,7 @@ def _render(results_dir: Path, out: Path, figures: bool) -> str:
     manifests = store.manifests()
     if not manifests:
         raise FileNotFoundError(
-            f"no manifest-*.json in {results_dir}: run `andi-bench quick` or "
+            f"no manifest-*.json in {shown_as}: run `andi-bench quick` or "
             "`andi-bench run` with --out pointing there first"
         )
     fig_dir = out.parent / "figures" if figures else None
@@ -541,12 +751,12 @@ def _render(results_dir: Path, out: Path, figures: bool) -> str:
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for m in manifests:
         groups.setdefault((m["kind"], m["protocol"], m["size"]), []).append(m)
-    lines = ["# andi-bench report", "", f"Results directory: `{results_dir}`.", ""]
+    lines = ["# andi-bench report", "", f"Results directory: `{shown_as}`.", ""]
     body: list[str] = []
     analysed: list[TaskResult] = []
     order = {t: i for i, t in enumerate(_FIG1_ORDER)}
     for (kind, protocol, size), ms in sorted(groups.items(), key=lambda kv: (kv[0][0] == "replay", kv[0])):
-        ms.sort(key=lambda m: (order.get(m["task"], len(order)), m["task"]))
+        ms.sort(key=lambda m: (order.get(m["task"], len(order)), _width(m), m["task"]))
         prefix = f"{protocol}-{size}"
         if kind == "replay":
             group = [analyze_replay(m, recs) for m in ms]

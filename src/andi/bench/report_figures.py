@@ -9,9 +9,16 @@ Drawing is :mod:`andi.bench.plots` (matplotlib Agg, imported lazily); this modul
 * ``<prefix>-<task>-grad-norm.png`` — global gradient norm against step, median and min–max over seeds (log y).
 
 Across the tasks of a protocol run, ``<prefix>-quality-profile.png``: Dolan–Moré performance profiles of the
-final test error (:func:`quality_ratios`). A figure, or a panel, whose data is missing is skipped — an arm
-without records, records written before gradient norms were recorded, a task without tuning runs — so a
-partial results directory never stops a report.
+final test error (:func:`quality_ratios`). When the tasks are one model at several widths (the ``width``
+protocol, :func:`andi.bench.report.width_tasks`):
+
+* ``<prefix>-width-lr.png`` — one panel per arm: final validation metric of every tuning run against its lr
+  (log x; log y for a loss), one curve per width;
+* ``<prefix>-width-best-lr.png`` — the chosen lr against ``n_embd`` (both log scales), one line per arm.
+
+A figure, or a panel, whose data is missing is skipped — an arm without records, records written before gradient
+norms were recorded, a task without tuning runs — so a partial results directory never stops a report. File
+names depend only on the protocol, size and task names, and image links are written with ``/`` on every system.
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ if TYPE_CHECKING:
     from andi.bench.plots import Band
     from andi.bench.report import TaskResult
 
-__all__ = ["bands", "fair_task_figures", "figure_lines", "lr_figure", "quality_profile_lines", "quality_ratios"]
+__all__ = [
+    "bands",
+    "fair_task_figures",
+    "figure_lines",
+    "lr_figure",
+    "quality_profile_lines",
+    "quality_ratios",
+    "width_figure_lines",
+]
 
 
 # ============================================================================================== curves
@@ -87,7 +102,7 @@ def figure_lines(path: Path | None, rel: Path, alt: str, caption: str) -> list[s
     """The markdown of a figure (image link and a one-line italic caption); nothing when it was skipped."""
     if path is None:
         return []
-    return [f"![{alt}]({rel / path.name})", "", f"_{caption}_", ""]
+    return [f"![{alt}]({(rel / path.name).as_posix()})", "", f"_{caption}_", ""]
 
 
 def _log_metric(t: TaskResult) -> bool:
@@ -250,3 +265,92 @@ def quality_profile_lines(group: Sequence[TaskResult], fig_dir: Path, prefix: st
         "over seeds; error = loss, or 1 − accuracy; a diverged seed counts as infinite) is within a factor τ "
         "of the best arm's.",
     )
+
+
+# ================================================================================================ width
+def _width_arms(widths: Sequence[tuple[int, TaskResult]]) -> list[tuple[str, str, str]]:
+    """``(arm, label, optimizer)`` of every arm of the width tasks, in order of first appearance."""
+    seen: dict[str, tuple[str, str, str]] = {}
+    for _, t in widths:
+        for a in t.arms:
+            seen.setdefault(a.arm, (a.arm, a.label, a.optimizer))
+    return list(seen.values())
+
+
+def _width_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) -> Path | None:
+    """One panel per arm with tuning runs: final validation metric against lr, one curve per width."""
+    from andi.bench.plots import LrPanel, LrSeries, save_lr_panels, sequence_colors
+
+    colors = sequence_colors(len(widths))
+    panels = []
+    for arm, label, _ in _width_arms(widths):
+        series = []
+        for (n, t), color in zip(widths, colors):
+            a = next((a for a in t.arms if a.arm == arm), None)
+            if a is not None and a.tuning:
+                lrs, scores = [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning]
+                series.append(LrSeries(f"n_embd {n}", lrs, scores, a.chosen_lr, {"color": color, "linestyle": "-"}))
+        if series:
+            panels.append(LrPanel(label, series))
+    if not panels:
+        return None
+    t0 = widths[0][1]
+    return save_lr_panels(
+        path,
+        panels,
+        f"final validation {t0.metric}",
+        logy=not t0.higher_is_better,
+        suptitle="lr sensitivity per width (tuning runs)",
+        ncols=2 if len(panels) in (2, 4) else min(len(panels), 3),
+    )
+
+
+def _width_best_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) -> Path | None:
+    """The chosen lr against ``n_embd`` (log2 x, log y), one line per arm; a ring marks a chosen lr at the edge."""
+    from andi.bench.plots import LineSeries, arm_style, save_lines
+
+    series = []
+    for i, (arm, label, optimizer) in enumerate(_width_arms(widths)):
+        points = [(n, a) for n, t in widths for a in t.arms if a.arm == arm and a.chosen_lr > 0]
+        if points:
+            series.append(
+                LineSeries(
+                    label,
+                    [n for n, _ in points],
+                    [a.chosen_lr for _, a in points],
+                    arm_style(optimizer, i),
+                    [a.at_edge or a.edge_capped for _, a in points],
+                )
+            )
+    if not series:
+        return None
+    return save_lines(
+        path,
+        "chosen lr against width",
+        series,
+        "n_embd (log2 scale)",
+        "chosen lr (log scale)",
+        logx_base=2,
+        logy=True,
+        flagged_label="at the edge of the explored lrs",
+    )
+
+
+def width_figure_lines(widths: Sequence[tuple[int, TaskResult]], fig_dir: Path, prefix: str, rel: Path) -> list[str]:
+    """Write the two width figures (see the module docstring) under ``fig_dir``; their markdown."""
+    return [
+        *figure_lines(
+            _width_lr_figure(widths, fig_dir / f"{prefix}-width-lr.png"),
+            rel,
+            "lr sensitivity per width",
+            "Final validation metric of every tuning run against its learning rate (log scale), one panel per arm "
+            "and one curve per width; a cross is a diverged trial, a ring the chosen lr.",
+        ),
+        *figure_lines(
+            _width_best_lr_figure(widths, fig_dir / f"{prefix}-width-best-lr.png"),
+            rel,
+            "chosen lr against width",
+            "The chosen learning rate of each arm against the model width n_embd (both log scales); a flat line "
+            "is an lr that transfers across width, a ring a chosen lr at the edge of the lrs explored.",
+        ),
+    ]

@@ -1,7 +1,8 @@
-"""The report's text: number formatting, the per-task tables and the verdict lines (markdown).
+"""The report's text: number formatting, the per-task tables, the head-to-head and width tables, the verdict lines.
 
 Split from :mod:`andi.bench.report`, which analyses the records and assembles the sections; everything here
-only formats a :class:`~andi.bench.report.TaskResult` that is already computed.
+only formats what is already computed there (:class:`~andi.bench.report.TaskResult`,
+:class:`~andi.bench.report.Comparison`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from andi.bench import stats
 
 if TYPE_CHECKING:
-    from andi.bench.report import TaskResult
+    from andi.bench.report import ArmResult, Comparison, TaskResult
 
 __all__ = [
     "comparison_lines",
@@ -22,8 +23,11 @@ __all__ = [
     "fmt",
     "fmt_bytes",
     "fmt_mean_std",
+    "head_to_head_lines",
+    "marked_lr",
     "packed_runs",
     "verdict_summary_lines",
+    "width_table_lines",
 ]
 
 
@@ -92,6 +96,32 @@ def execution_line(results: Sequence[TaskResult]) -> str:
     )
 
 
+def _edge_mark(a: ArmResult) -> str:
+    return " (edge-capped)" if a.edge_capped else " (at edge)" if a.at_edge else ""
+
+
+def marked_lr(a: ArmResult) -> str:
+    """The chosen lr, marked ``(edge-capped)`` when still at the grid's edge after the last extension round, else
+    ``(at edge)`` when at an edge of the explored lrs."""
+    return fmt(a.chosen_lr) + _edge_mark(a)
+
+
+def _edge_capped_note(t: TaskResult) -> list[str]:
+    """The sentence under the table naming the arms whose chosen lr is edge-capped (nothing when none is)."""
+    capped = [a.label for a in t.arms if a.edge_capped]
+    if not capped:
+        return []
+    rounds = (t.manifest.get("spec") or {}).get("edge_extension_rounds")
+    after = f" ({rounds})" if isinstance(rounds, int) and not isinstance(rounds, bool) else ""
+    one = len(capped) == 1
+    return [
+        "",
+        f"(edge-capped) {', '.join(capped)}: the chosen lr of {'this arm' if one else 'these arms'} is still at "
+        f"the edge of the explored lr grid after the maximum number of edge-extension rounds{after}, so "
+        f"{'its' if one else 'their'} optimum may lie beyond it.",
+    ]
+
+
 def fair_table(t: TaskResult) -> list[str]:
     hib = "higher" if t.higher_is_better else "lower"
     packed = max((a.packed for a in t.arms), default=1)
@@ -102,7 +132,7 @@ def fair_table(t: TaskResult) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for a in t.arms:
-        lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + (" (at edge)" if a.at_edge else "")
+        lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + _edge_mark(a)
         n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
         n += f" ({len(a.errors)} failed)" if a.errors else ""
         n += f" ({a.n_missing} missing)" if a.n_missing else ""
@@ -122,6 +152,7 @@ def fair_table(t: TaskResult) -> list[str]:
         f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
         "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
         "speedup = AdamW's time to target / the arm's.",
+        *_edge_capped_note(t),
     ]
     if packed > 1:
         lines += [
@@ -202,3 +233,101 @@ def verdict_summary_lines(group: Sequence[TaskResult], alpha: float) -> list[str
         )
         lines.append(f"- **{t.task}** (test {t.metric}): {verdicts}.")
     return [*lines, ""]
+
+
+def head_to_head_lines(
+    group: Sequence[TaskResult],
+    rows: Sequence[Comparison],
+    pairs: Sequence[tuple[TaskResult, ArmResult, ArmResult]],
+    alpha: float,
+) -> list[str]:
+    """The section of ANDI arms against AdamW and Muon (:func:`andi.bench.report.head_to_head`): one row per
+    tested pair, the rule, and the pairs of ``pairs`` (every named pair) left untested for lack of results."""
+    tasks = {t.task: t for t in group}
+    lines = ["### ANDI against AdamW and Muon (head to head)", ""]
+    if rows:
+        lines += [
+            "| task | arm | baseline | arm mean ± std (n) | baseline mean ± std (n) | mean diff (arm − baseline) | "
+            "95 % CI | test | two-sided p | Holm p | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for c in rows:
+            t = tasks[c.task]
+            a, b = t.arm(c.arm), t.arm(c.other)
+            cells = [
+                c.task,
+                a.label,
+                b.label,
+                f"{fmt_mean_std(a.summary)} ({a.summary.n})",
+                f"{fmt_mean_std(b.summary)} ({b.summary.n})",
+                fmt(c.mean_diff),
+                _diff_interval(c),
+                c.test_name,
+                fmt(c.pvalue, 3),
+                fmt(c.holm_p, 3),
+                c.verdict,
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "Final test metric of each task (as in its table; n = finite results). Two-sided tests of each ANDI arm "
+            "against each baseline: paired t over the seeds both have when at least two pair up (the mean "
+            "difference is then the mean paired difference), else Welch (the difference of means). "
+            f"Holm–Bonferroni over the {len(rows)} comparison(s) of this table (every row, all tasks of this "
+            f"protocol run), a family separate from the best-other-arm comparisons above, α = {alpha}; a "
+            'significant difference reads "better than" or "worse than" from the sign of the mean difference and '
+            "whether the task's metric is better higher or lower.",
+        ]
+    else:
+        lines.append("No head-to-head comparison possible (fewer than 2 finite results per arm).")
+    tested = {(c.task, c.arm, c.other) for c in rows}
+    untested = [f"{t.task}: {a.label} vs {b.label}" for t, a, b in pairs if (t.task, a.arm, b.arm) not in tested]
+    if untested and rows:
+        lines += ["", f"Not tested (fewer than 2 finite results on one side): {'; '.join(untested)}."]
+    return [*lines, ""]
+
+
+def _arm_of(t: TaskResult, arm: str) -> ArmResult | None:
+    return next((a for a in t.arms if a.arm == arm), None)
+
+
+def width_table_lines(widths: Sequence[tuple[int, TaskResult]]) -> list[str]:
+    """The chosen lr of every arm at each width (:func:`andi.bench.report.width_tasks`, ascending ``n_embd``) and
+    the ratio of the chosen lr at the largest width to that at the smallest."""
+    labels: dict[str, str] = {}
+    for _, t in widths:
+        for a in t.arms:
+            labels.setdefault(a.arm, a.label)
+    lo = widths[0]
+    hi = next(wt for wt in widths if wt[0] == widths[-1][0])
+    lines = [
+        "| arm | "
+        + " | ".join(f"best lr, n_embd {n} (`{t.task}`)" for n, t in widths)
+        + f" | ratio n_embd {hi[0]} / {lo[0]} |",
+        "|---|" + "---|" * (len(widths) + 1),
+    ]
+    marked = False
+    for arm, label in labels.items():
+        per = [_arm_of(t, arm) for _, t in widths]
+        marked = marked or any(a is not None and (a.at_edge or a.edge_capped) for a in per)
+        a_lo, a_hi = _arm_of(lo[1], arm), _arm_of(hi[1], arm)
+        ratio = (
+            a_hi.chosen_lr / a_lo.chosen_lr if a_lo is not None and a_hi is not None and a_lo.chosen_lr > 0 else None
+        )
+        cells = [label, *("—" if a is None else marked_lr(a) for a in per), fmt(ratio, 3)]
+        lines.append("| " + " | ".join(cells) + " |")
+    metric = widths[0][1].metric
+    note = (
+        " (at edge) marks a best lr at an edge of the lrs explored and (edge-capped) one still there after the "
+        "last extension round: the optimum at that width may lie beyond it, so a ratio involving it is a bound."
+        if marked
+        else ""
+    )
+    return [
+        *lines,
+        "",
+        f"Best lr: the lr the protocol chose at each width (best mean final validation {metric} on the tuning "
+        f"seed(s)). Ratio: best lr at n_embd {hi[0]} / best lr at n_embd {lo[0]}; 1 means the lr transfers "
+        f"unchanged across the {hi[0] / lo[0]:g}× change of width, {lo[0] / hi[0]:g} is what lr ∝ 1/width "
+        f"would give.{note}",
+    ]
