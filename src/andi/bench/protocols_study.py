@@ -12,44 +12,32 @@ metric of the tuning seed, reporting on the test split, hybrid arms' aux AdamW a
 * **Repeated edge extension**: a winner at an edge of the lrs explored so far adds 2 points beyond it, again and
   again, for at most :data:`EDGE_ROUNDS` rounds (8 extra points, a 2^8 = 256× wider span); a winner still at an edge
   after that is marked ``edge_capped: true`` in its manifest entry.
-* **Seeds**: tuning seed 0; reporting seeds 1001–1005 for every arm (disjoint from the tuning seed and from the
-  replay's 42 and 1337). Should a run on a slower machine need to shed time, ``reporting_seed_counts`` reports
-  arms on the first 3 seeds only (e.g. every arm but AdamW, Muon, ANDI, ANDI-hybrid and SGD; ~8 % fewer runs).
+* **Seeds**: tuning seed 0; reporting seeds 1001–1005 (disjoint from the tuning seed and from the replay's 42 and
+  1337). ``study`` reports AdamW, Muon, ANDI, ANDI-hybrid and SGD on all five and the six relatives on the first 3
+  (``reporting_seed_counts``), the issue's fallback for a 2-core budget.
 * **Newton–Schulz in float32 on CPU** for the Muon arm (:class:`andi.optim.Muon`, ``ns_dtype=None``): torch's bf16
   iteration is emulated, very slowly, on CPUs without native bf16. NorMuon's Newton–Schulz stays bf16.
 
 ``study`` — every fair arm (:data:`~andi.bench.arms.CORE_ARMS` + :data:`~andi.bench.arms.FAMILY_ARMS`: AdamW, Muon,
 ANDI, SGD, ANDI-hybrid, SinkGD L=1 and L=5, RMNP, NorMuon, Scion ColNorm and RowNorm) on ``saddle``, ``cifar``
-(ResNet-9), ``gpt``, ``cifar-proj`` and the five toy landscapes at CPU size, with 450 instead of 300 steps for CIFAR
-and GPT (:data:`STUDY_TASK_STEPS`). Sized for ``andi-bench run --protocol study --workers 2 --threads 1`` to take
-about 90 minutes on a 2-core CPU. Measurements (this project's 2-core Xeon, shared with other jobs, so ±30 %):
-
-* one run alone, one thread, ``andi.bench.runner.run`` wall time including data loading and evaluation, AdamW
-  unless named (smoke | cpu size): saddle 1.8 | 5.5 s (500 steps); cifar 2.0 | 22–34 s (300 steps; ANDI 20–25,
-  Muon 22, the family 19–26); gpt 0.15 | 19 s (300 steps; Muon 19, ANDI 16, the family 12–17); cifar-proj
-  0.2 | 5.1 s; each toy 0.02 | 0.2–0.5 s. Saddle at full size (2500 steps): 17 s.
-* through the local executor with 2 workers × 1 thread (``andi-bench run --protocol study --task ... --workers 2
-  --threads 1``), the runner's ``total_s`` per run: cifar 18.5 (AdamW) and 19.7 s (Muon), gpt 14.5 and 16.5 s
-  (54 runs in 488 s of wall time, 5 % above the sum of run times / 2); saddle 30 runs in 55 s (3.6 s per worker
-  slot); ``quadratic`` with every arm, 151 runs in 24 s.
-
-The estimate: per task 11 arms × (8 grid points + 5 reporting seeds) = 143 runs, plus about one extension round
-(2 runs) per arm (observed: 10 rounds for 11 arms on ``quadratic``, 1–2 per arm where an arm extended at all) =
-165 runs. Worker-slot seconds per run: cifar 19 × 450/300 ≈ 28.5, gpt 15.5 × 1.5 ≈ 23, saddle 3.6, cifar-proj
-≈ 4. Total: 165 × (28.5 + 23 + 3.6 + 4) ≈ 9750 s / 2 workers × 1.05 ≈ 5120 s, plus the toys ≈ 5 × 26 s ≈ 130 s:
-≈ 5250 s ≈ 88 minutes. More extension rounds (at most 4 per arm, 8 runs) or a busier machine make it longer.
+(ResNet-9), ``gpt``, ``cifar-proj`` and the five toy landscapes, each at its CPU size's steps
+(:data:`STUDY_TASK_STEPS` is empty). Run with ``andi-bench run --protocol study --workers 2 --threads 1``.
+Sizing (this project's 2-core Xeon, shared with other jobs, so ±30 %): per task 5 arms × (8 + 5) + 6 arms ×
+(8 + 3) = 131 planned runs plus the extension rounds; worker-slot seconds per run through the local executor with
+2 workers × 1 thread, measured while the study ran beside other work: cifar ≈ 28, gpt ≈ 20, saddle ≈ 10,
+cifar-proj ≈ 6, a toy < 1. About 90 minutes in all; the published page gives the measured wall time.
 
 ``study-saddle-full`` — SADDLE at the paper's size (2500 steps, batch 128, the full Fashion-MNIST training split)
 for ANDI, ANDI-hybrid, AdamW and Muon, the same procedure (``andi-bench run --protocol study-saddle-full``; its size
 defaults to ``full``). Estimate: 4 arms × (8 + 5) + ≈ 8 extension runs = 60 runs × ≈ 15 s / 2 workers ≈ 8 min.
 
 ``width`` — lr transfer across width: char-GPT at CPU size with ``n_embd`` ∈ {64, 128, 256} (tasks ``gpt-w64``,
-``gpt-w128``, ``gpt-w256``; head size 16 kept, so 4, 8 and 16 heads) for ANDI, ANDI-hybrid, AdamW and Muon, the full
-8-point grid with repeated extension on each width, 3 reporting seeds (``andi-bench run --protocol width``). The
-manifests hold what its plots need: the model of each task (``task_model``: ``n_embd``, ``n_head``, …) and every
-tuning run's lr and final validation loss (``arms[].tuning``). Estimate: one run alone, AdamW | Muon: width 64
-19 | 19 s, width 128 29 | 33 s, width 256 100 | 122 s; per width 4 arms × (8 + 3) + ≈ 8 extension runs = 52 runs;
-52 × (15.5 + 29 + 105) s / 2 workers × 1.05 ≈ 4100 s ≈ 68 minutes.
+``gpt-w128``, ``gpt-w256``; head size 16 kept, so 4, 8 and 16 heads) for ANDI, ANDI-hybrid, AdamW and Muon,
+:data:`WIDTH_STEPS` steps per run, the full 8-point grid with repeated extension on each width, 2 reporting seeds
+(``andi-bench run --protocol width``). The manifests hold what its plots need: the model of each task
+(``task_model``: ``n_embd``, ``n_head``, …) and every tuning run's lr and final validation loss
+(``arms[].tuning``). One run alone at 300 steps, AdamW | Muon: width 64 19 | 19 s, width 128 29 | 33 s, width 256
+100 | 122 s; at 150 steps about half. Per width 4 arms × (8 + 2) + the extension runs ≈ 48 runs.
 """
 
 from __future__ import annotations
