@@ -67,4 +67,6 @@ def test_ray_two_node_cluster_equals_serial(
             assert got[key][name] == record[name], (key, name)
         assert got[key]["execution"]["executor"] == "ray" and got[key]["execution"]["threads"] == 1
     assert sorted(p.name for p in (tmp_path / "ray").iterdir() if p.suffix != ".json") == []
-    assert elapsed < 60, f"the Ray cluster sweep took {elapsed:.0f} s"
+    # A bound that catches a hung cluster, not a speed claim: alone on 2 cores this takes well under a minute, but
+    # beside a running study (2 busy workers) it took 314 s, so the bound leaves room for a loaded CI machine.
+    assert elapsed < 600, f"the Ray cluster sweep took {elapsed:.0f} s"
