@@ -246,6 +246,16 @@ def save_lr_panels(
     return _save(fig, path)
 
 
+def _label_axes(ax: Any, title: str, xlabel: str, ylabel: str, *, legend: bool) -> None:
+    """Labels, title, a light grid on both tick levels and (when there is something to name) the legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(fontsize="small")
+
+
 def save_lines(
     path: str | Path,
     title: str,
@@ -289,12 +299,7 @@ def save_lines(
         ax.xaxis.set_minor_locator(NullLocator())
     if logy and _positive_only(ys):
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if series:
-        ax.legend(fontsize="small")
+    _label_axes(ax, title, xlabel, ylabel, legend=bool(series))
     return _save(fig, path)
 
 
@@ -319,12 +324,7 @@ def save_scatter(
         ax.set_xscale("log")
     if logy and _positive_only(ys):
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if series:
-        ax.legend(fontsize="small")
+    _label_axes(ax, title, xlabel, ylabel, legend=bool(series))
     return _save(fig, path)
 
 
