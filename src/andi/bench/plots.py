@@ -139,6 +139,16 @@ def _positive_only(values: Sequence[float]) -> bool:
     return all(v > 0 for v in values if v is not None and math.isfinite(v))
 
 
+def _label_axes(ax: Any, title: str, xlabel: str, ylabel: str, *, legend: bool) -> None:
+    """Labels, title, a light grid on both tick levels and (when there is something to name) the legend."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    if legend:
+        ax.legend(fontsize="small")
+
+
 def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", ncols: int | None = None) -> Path:
     """Draw ``panels`` side by side (median line with a min–max band per arm) and save a PNG."""
     if not panels:
@@ -156,12 +166,7 @@ def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", n
         values = [v for b in panel.bands for v in b.center]
         if panel.logy and _positive_only(values):
             ax.set_yscale("log")
-        ax.set_title(panel.title)
-        ax.set_xlabel(panel.xlabel)
-        ax.set_ylabel(panel.ylabel)
-        ax.grid(True, which="both", alpha=0.3)
-        if panel.bands:
-            ax.legend(fontsize="small")
+        _label_axes(ax, panel.title, panel.xlabel, panel.ylabel, legend=bool(panel.bands))
     for j in range(len(panels), nrows * ncols):
         axes[j // ncols][j % ncols].set_visible(False)
     if suptitle:  # wrapped to the figure's width (about 10 characters per inch): one panel is narrow
@@ -206,12 +211,7 @@ def _draw_lr(ax: Any, series: Sequence[LrSeries], ylabel: str, title: str, logy:
     ax.set_xscale("log")
     if logy and _positive_only(finite):
         ax.set_yscale("log")
-    ax.set_xlabel("learning rate (log scale)")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if series:
-        ax.legend(fontsize="small")
+    _label_axes(ax, title, "learning rate (log scale)", ylabel, legend=bool(series))
 
 
 def save_lr_sensitivity(
@@ -244,16 +244,6 @@ def save_lr_panels(
     if suptitle:
         fig.suptitle(textwrap.fill(suptitle, width=max(40, int(10 * fig.get_figwidth()))))
     return _save(fig, path)
-
-
-def _label_axes(ax: Any, title: str, xlabel: str, ylabel: str, *, legend: bool) -> None:
-    """Labels, title, a light grid on both tick levels and (when there is something to name) the legend."""
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if legend:
-        ax.legend(fontsize="small")
 
 
 def save_lines(
