@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import statistics
 from typing import Any
+
+from andi.bench import stats
+from andi.bench.report import ArmResult
 
 BEST_LR = {"adamw": 2e-3, "muon": 0.02, "andi": 0.01, "andi-reference": 0.05, "muon-andi-paper": 0.05}
 QUALITY = {"adamw": 0.30, "muon": 0.25, "andi": 0.22, "andi-reference": 0.24, "muon-andi-paper": 0.28}
@@ -135,3 +139,32 @@ def computations(markers: Any) -> dict[str, int]:
     from pathlib import Path
 
     return dict(Counter(p.name.split(".")[0] for p in Path(markers).glob("*.start")))
+
+
+# ------------------------------------------------------------------ per-seed results for the verdict tests
+#: The reporting seeds of the hand-built arm results below.
+SEEDS = (1001, 1002, 1003, 1004, 1005)
+_RAW = [-1.3, -0.4, 0.2, 0.5, 1.0]
+Z = [(z - statistics.mean(_RAW)) / statistics.stdev(_RAW) for z in _RAW]  # sample mean 0, sample sd 1
+
+
+def sample(mean: float, sd: float, z: list[float] = Z) -> list[float]:
+    """Five values with exactly this sample mean and standard deviation (ddof=1)."""
+    return [mean + sd * v for v in z]
+
+
+def arm_result(name: str, label: str, values: list[float | None], seeds: tuple[int, ...] = SEEDS) -> ArmResult:
+    """An :class:`ArmResult` with these final values per seed (``None``: diverged) and no records."""
+    return ArmResult(
+        arm=name,
+        label=label,
+        optimizer=name,
+        chosen_lr=0.01,
+        trials=8,
+        edge_extended=False,
+        at_edge=False,
+        records=[],
+        seeds=list(seeds),
+        finals=list(values),
+        summary=stats.summarize(stats.finite_values(values)),
+    )

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _bench_fakes import CountingRun, fake_record
+from _bench_fakes import CountingRun, Z, arm_result, fake_record, sample
 
-from andi.bench import cli, stats
+from andi.bench import cli
 from andi.bench import protocol as P
 from andi.bench.report import (
-    ArmResult,
     Comparison,
     TaskResult,
     generate_report,
@@ -123,52 +122,26 @@ def test_without_the_key_nothing_is_said(tmp_path: Path) -> None:
 
 
 # ======================================================================================== head to head
-SEEDS = (1001, 1002, 1003, 1004, 1005)
-_RAW = [-1.3, -0.4, 0.2, 0.5, 1.0]
-Z = [(z - statistics.mean(_RAW)) / statistics.stdev(_RAW) for z in _RAW]  # sample mean 0, sample sd 1
-
-
-def sample(mean: float, sd: float, z: list[float] = Z) -> list[float]:
-    """Five values with exactly this sample mean and standard deviation (ddof=1)."""
-    return [mean + sd * v for v in z]
-
-
 ANDI_LOSS = sample(0.0293, 0.0031)  # the fair saddle run's numbers: a clear loss to Muon
 MUON_LOSS = sample(0.0143, 0.0002)
 ADAMW_LOSS = sample(0.0800, 0.0030)  # clearly worse than ANDI
 HYBRID_LOSS = sample(0.0801, 0.0030, Z[::-1])  # overlaps AdamW, the seeds in another order: no difference
 
 
-def _arm(name: str, label: str, values: list[float | None], seeds: tuple[int, ...] = SEEDS) -> ArmResult:
-    return ArmResult(
-        arm=name,
-        label=label,
-        optimizer=name,
-        chosen_lr=0.01,
-        trials=8,
-        edge_extended=False,
-        at_edge=False,
-        records=[],
-        seeds=list(seeds),
-        finals=list(values),
-        summary=stats.summarize(stats.finite_values(values)),
-    )
-
-
 def _group() -> list[TaskResult]:
     """saddle: every pair on common seeds (paired t); gpt: Muon on other seeds (Welch), SGD not a baseline."""
     saddle = [
-        _arm("adamw", "AdamW", ADAMW_LOSS),
-        _arm("muon", "Muon", MUON_LOSS),
-        _arm("andi", "ANDI", ANDI_LOSS),
-        _arm("andi-hybrid", "ANDI (hybrid)", HYBRID_LOSS),
+        arm_result("adamw", "AdamW", ADAMW_LOSS),
+        arm_result("muon", "Muon", MUON_LOSS),
+        arm_result("andi", "ANDI", ANDI_LOSS),
+        arm_result("andi-hybrid", "ANDI (hybrid)", HYBRID_LOSS),
     ]
     gpt = [
-        _arm("adamw", "AdamW", sample(1.60, 0.01)),
-        _arm("muon", "Muon", sample(1.55, 0.02), (2001, 2002, 2003, 2004, 2005)),
-        _arm("andi", "ANDI", sample(1.50, 0.02, Z[::-1])),
-        _arm("sgd", "SGD", sample(2.0, 0.1)),
-        _arm("andi-hybrid", "ANDI (hybrid)", [1.58, None, None, None, None]),  # one finite result: skipped
+        arm_result("adamw", "AdamW", sample(1.60, 0.01)),
+        arm_result("muon", "Muon", sample(1.55, 0.02), (2001, 2002, 2003, 2004, 2005)),
+        arm_result("andi", "ANDI", sample(1.50, 0.02, Z[::-1])),
+        arm_result("sgd", "SGD", sample(2.0, 0.1)),
+        arm_result("andi-hybrid", "ANDI (hybrid)", [1.58, None, None, None, None]),  # one finite result: skipped
     ]
     return [
         TaskResult({}, "saddle", "loss", False, None, saddle),
@@ -229,10 +202,10 @@ def test_head_to_head_verdicts_pvalues_and_holm() -> None:
 
 
 def test_head_to_head_direction_for_higher_is_better() -> None:
-    high = [_arm("adamw", "AdamW", sample(0.90, 0.002)), _arm("andi", "ANDI", sample(0.80, 0.002, Z[::-1]))]
+    high = [arm_result("adamw", "AdamW", sample(0.90, 0.002)), arm_result("andi", "ANDI", sample(0.80, 0.002, Z[::-1]))]
     (row,) = head_to_head([TaskResult({}, "cifar", "accuracy", True, None, high)])
     assert row.mean_diff < 0 and row.verdict == "worse than AdamW"
-    assert head_to_head([TaskResult({}, "x", "loss", False, None, [_arm("sgd", "SGD", sample(1, 0.1))])]) == []
+    assert head_to_head([TaskResult({}, "x", "loss", False, None, [arm_result("sgd", "SGD", sample(1, 0.1))])]) == []
 
 
 # ================================================================================================ width
@@ -299,7 +272,9 @@ def test_width_section_needs_two_widths_and_marks_edges(tmp_path: Path) -> None:
     assert "### Learning-rate transfer across width" in md and not (root / "figures").exists()
 
     def task(n: int | None, **flags: bool) -> TaskResult:
-        arm = dataclasses.replace(_arm("adamw", "AdamW", sample(1, 0.1)), chosen_lr=0.001 * 64 / (n or 64), **flags)
+        arm = dataclasses.replace(
+            arm_result("adamw", "AdamW", sample(1, 0.1)), chosen_lr=0.001 * 64 / (n or 64), **flags
+        )
         manifest = {"task_model": {"n_embd": n}} if n is not None else {"task_model": None}
         return TaskResult(manifest, f"t{n}", "loss", False, None, [arm])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _bench_fakes import fake_record
+from _bench_fakes import SEEDS, arm_result, fake_record, sample
 
 from andi.bench import protocol as P
 from andi.bench import stats
@@ -21,35 +21,8 @@ from andi.bench.sweep import Sweep, run_fair
 
 scipy_stats = pytest.importorskip("scipy.stats")
 
-SEEDS = (1001, 1002, 1003, 1004, 1005)
-_RAW = [-1.3, -0.4, 0.2, 0.5, 1.0]
-_MEAN, _SD = statistics.mean(_RAW), statistics.stdev(_RAW)
-Z = [(z - _MEAN) / _SD for z in _RAW]  # sample mean 0, sample sd 1: scaled, a sample of the stated mean and sd
-
-
-def sample(mean: float, sd: float) -> list[float]:
-    """Five values with exactly this sample mean and standard deviation (ddof=1)."""
-    return [mean + sd * z for z in Z]
-
-
 ANDI_LOSS = sample(0.0293, 0.0031)
 MUON_LOSS = sample(0.0143, 0.0002)
-
-
-def _arm(name: str, label: str, values: list[float], seeds: tuple[int, ...] = SEEDS) -> ArmResult:
-    return ArmResult(
-        arm=name,
-        label=label,
-        optimizer=name,
-        chosen_lr=0.01,
-        trials=1,
-        edge_extended=False,
-        at_edge=False,
-        records=[],
-        seeds=list(seeds),
-        finals=list(values),
-        summary=stats.summarize(values),
-    )
 
 
 def _verdicts(arms: list[ArmResult], higher_is_better: bool = False) -> dict[str, Comparison]:
@@ -68,7 +41,7 @@ def test_the_regression_numbers() -> None:
 
 def test_clear_loss_is_worse_with_welch_when_seeds_do_not_pair() -> None:
     other_seeds = (2001, 2002, 2003, 2004, 2005)
-    c = _verdicts([_arm("andi", "ANDI", ANDI_LOSS), _arm("muon", "Muon", MUON_LOSS, other_seeds)])
+    c = _verdicts([arm_result("andi", "ANDI", ANDI_LOSS), arm_result("muon", "Muon", MUON_LOSS, other_seeds)])
     ref = scipy_stats.ttest_ind(ANDI_LOSS, MUON_LOSS, equal_var=False)  # two-sided
     assert c["andi"].paired is None and c["andi"].test_name == "Welch"
     assert c["andi"].pvalue == pytest.approx(ref.pvalue, rel=1e-8)
@@ -79,7 +52,7 @@ def test_clear_loss_is_worse_with_welch_when_seeds_do_not_pair() -> None:
 
 
 def test_clear_loss_is_worse_with_the_paired_test_when_seeds_pair() -> None:
-    c = _verdicts([_arm("andi", "ANDI", ANDI_LOSS), _arm("muon", "Muon", MUON_LOSS)])
+    c = _verdicts([arm_result("andi", "ANDI", ANDI_LOSS), arm_result("muon", "Muon", MUON_LOSS)])
     ref = scipy_stats.ttest_rel(ANDI_LOSS, MUON_LOSS)  # two-sided
     assert c["andi"].test_name == "paired t" and c["andi"].pvalue == pytest.approx(ref.pvalue, rel=1e-8)
     assert c["andi"].mean_diff == pytest.approx(0.0293 - 0.0143)
@@ -87,13 +60,15 @@ def test_clear_loss_is_worse_with_the_paired_test_when_seeds_pair() -> None:
 
 
 def test_symmetric_case_is_better() -> None:
-    c = _verdicts([_arm("andi", "ANDI", MUON_LOSS), _arm("muon", "Muon", ANDI_LOSS)])
+    c = _verdicts([arm_result("andi", "ANDI", MUON_LOSS), arm_result("muon", "Muon", ANDI_LOSS)])
     assert c["andi"].verdict == "better than Muon" and c["muon"].verdict == "worse than ANDI"
 
 
 def test_direction_follows_higher_is_better() -> None:
     accuracy_andi, accuracy_muon = [1 - v for v in ANDI_LOSS], [1 - v for v in MUON_LOSS]
-    c = _verdicts([_arm("andi", "ANDI", accuracy_andi), _arm("muon", "Muon", accuracy_muon)], higher_is_better=True)
+    c = _verdicts(
+        [arm_result("andi", "ANDI", accuracy_andi), arm_result("muon", "Muon", accuracy_muon)], higher_is_better=True
+    )
     assert c["andi"].verdict == "worse than Muon" and c["muon"].verdict == "better than ANDI"
     assert stats.verdict_direction(0.1, True, higher_is_better=True) == "better"
     assert stats.verdict_direction(0.1, True, higher_is_better=False) == "worse"
@@ -103,14 +78,20 @@ def test_direction_follows_higher_is_better() -> None:
 
 def test_equal_distributions_are_no_significant_difference() -> None:
     shifted = MUON_LOSS[1:] + MUON_LOSS[:1]  # the same values on other seeds
-    c = _verdicts([_arm("andi", "ANDI", shifted), _arm("muon", "Muon", MUON_LOSS)])
+    c = _verdicts([arm_result("andi", "ANDI", shifted), arm_result("muon", "Muon", MUON_LOSS)])
     assert c["andi"].verdict == c["muon"].verdict == "no significant difference"
     assert c["andi"].pvalue == pytest.approx(scipy_stats.ttest_rel(shifted, MUON_LOSS).pvalue, rel=1e-8)
 
 
 def test_holm_family_counts_each_pair_once_over_the_protocol_run() -> None:
     adamw = sample(0.05, 0.003)
-    c = _verdicts([_arm("adamw", "AdamW", adamw), _arm("muon", "Muon", MUON_LOSS), _arm("andi", "ANDI", ANDI_LOSS)])
+    c = _verdicts(
+        [
+            arm_result("adamw", "AdamW", adamw),
+            arm_result("muon", "Muon", MUON_LOSS),
+            arm_result("andi", "ANDI", ANDI_LOSS),
+        ]
+    )
     # AdamW vs Muon; Muon vs ANDI and ANDI vs Muon are one pair: a family of two
     assert (c["adamw"].other, c["muon"].other, c["andi"].other) == ("muon", "andi", "muon")
     assert {x.family_size for x in c.values()} == {2}
