@@ -403,7 +403,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from andi.bench.report import generate_report, is_archive, report_from_archive
+    from andi.bench.report import generate_report
+    from andi.bench.report_archive import is_archive, report_from_archive
 
     source = args.dir
     archive = source.is_file() and is_archive(source)

@@ -35,31 +35,24 @@ and skipped in the plots, and a figure without data is left out. The report is r
 cannot be produced, the previous report at that path is removed, since it describes other results and would
 be taken for the current one.
 
-``ARCHIVE`` is a ``.tar``, ``.tar.gz`` or ``.tar.xz`` of a results directory (its files at the top level or under
-one folder): :func:`report_from_archive` checks every member (no absolute path, no ``..``, no link, nothing but
-files and folders), extracts it into a temporary folder and writes the report to ``--out`` (default: ``report.md``
-next to the archive). The report is a function of the records alone: it names the results as given on the command
-line (the archive, never the temporary folder), holds no time stamp, orders everything by sorted names or the
-manifests' order, and links figures with ``/`` on every system, so the same records give the same bytes, and the
-figures the same file names, on every run and machine.
+``ARCHIVE`` is a ``.tar``, ``.tar.gz`` or ``.tar.xz`` of a results directory, read by
+:mod:`andi.bench.report_archive` (every member checked, extracted into a temporary folder, the report written to
+``--out``, default ``report.md`` next to the archive). The report is a function of the records alone: it names the
+results as given on the command line (the archive, never the temporary folder), holds no time stamp, orders
+everything by sorted names or the manifests' order, and links figures with ``/`` on every system, so the same
+records give the same bytes, and the figures the same file names, on every run and machine.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import lzma
 import math
-import tarfile
-import tempfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 from andi.bench import stats
-from andi.bench.errors import SetupError
 from andi.bench.files import atomic_write_text
 from andi.bench.report_figures import (
     bands,
@@ -84,7 +77,6 @@ from andi.bench.store import ResultStore
 from andi.bench.util import final_value
 
 __all__ = [
-    "ARCHIVE_SUFFIXES",
     "HEAD_TO_HEAD_ARMS",
     "HEAD_TO_HEAD_BASELINES",
     "ArmResult",
@@ -93,14 +85,11 @@ __all__ = [
     "analyze_fair",
     "analyze_replay",
     "apply_holm",
-    "extract_results",
     "fmt",
     "fmt_bytes",
     "generate_report",
     "head_to_head",
     "head_to_head_pairs",
-    "is_archive",
-    "report_from_archive",
     "width_tasks",
 ]
 
@@ -110,8 +99,6 @@ ALPHA = 0.05
 HEAD_TO_HEAD_ARMS = ("andi", "andi-hybrid")
 #: The baselines of the head-to-head table.
 HEAD_TO_HEAD_BASELINES = ("adamw", "muon")
-#: What ``andi-bench report`` accepts besides a results directory (:func:`report_from_archive`).
-ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.xz", ".txz")
 _FIG1_ORDER = ("saddle", "cifar", "gpt")
 _FIG1_TITLES = {"saddle": "SADDLE (autoencoder)", "cifar": "CIFAR (ResNet-9)", "gpt": "GPT (char NanoGPT)"}
 
@@ -630,95 +617,6 @@ def generate_report(
         text = _render(results_dir, out, figures, str(results_dir) if shown_as is None else shown_as)
         out.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write_text(out, text)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            out.unlink(missing_ok=True)
-        raise
-
-
-def is_archive(path: str | Path) -> bool:
-    """Whether ``path`` is named like an archive ``andi-bench report`` reads (:data:`ARCHIVE_SUFFIXES`)."""
-    return Path(path).name.lower().endswith(ARCHIVE_SUFFIXES)
-
-
-def _unsafe(member: tarfile.TarInfo) -> str | None:
-    """Why ``member`` must not be extracted (a path outside the destination, a link, a device...), or ``None``."""
-    name = member.name
-    if name.startswith(("/", "\\")) or PureWindowsPath(name).anchor:
-        return "an absolute path"
-    if ".." in PurePosixPath(name.replace("\\", "/")).parts:
-        return "a path with '..'"
-    if member.issym() or member.islnk():
-        return f"a {'symbolic' if member.issym() else 'hard'} link to {member.linkname!r}"
-    if not (member.isreg() or member.isdir()):
-        return "neither a regular file nor a folder"
-    return None
-
-
-def extract_results(archive: str | Path, dest: str | Path) -> Path:
-    """Extract ``archive`` (tar, optionally gzip- or xz-compressed) into ``dest``; return its results directory.
-
-    Every member is checked before anything is written: an absolute path, a path with ``..``, a symbolic or hard
-    link, or anything but a regular file or a folder refuses the whole archive (:class:`SetupError`). Extraction
-    then uses tarfile's ``data`` filter where Python has it. The results directory is the folder holding the
-    ``manifest-*.json`` files: the archive's top level, or the folder reached through single top-level folders
-    (``results/`` or ``andi-bench-results/study/``). Raises :class:`FileNotFoundError` when there is none.
-    """
-    archive, dest = Path(archive), Path(dest)
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for m in members:
-                why = _unsafe(m)
-                if why is not None:
-                    raise SetupError(
-                        f"report {archive}: member {m.name!r} is {why}; refusing to extract the archive. "
-                        "Make an archive of the results directory alone (e.g. `tar -cJf results.tar.xz DIR`)"
-                    )
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(dest, members=members, filter="data")
-            else:  # pragma: no cover - Python without extraction filters: the checks above are the filter
-                for m in members:
-                    target = dest.joinpath(*PurePosixPath(m.name).parts)
-                    if m.isdir():
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    src = tar.extractfile(m)
-                    assert src is not None
-                    with src, open(target, "wb") as f:
-                        f.write(src.read())
-    except (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, gzip.BadGzipFile) as e:
-        raise SetupError(
-            f"report {archive}: not a readable tar archive ({e}); give a results directory or a .tar, .tar.gz or "
-            ".tar.xz archive of one"
-        ) from None
-    root = dest
-    while not any(root.glob("manifest-*.json")):
-        subdirs = [p for p in root.iterdir() if p.is_dir()]
-        if len(subdirs) != 1:
-            raise FileNotFoundError(
-                f"no manifest-*.json in {archive} (at its top level or in its one top-level folder): archive "
-                "the --out directory of `andi-bench quick` or `andi-bench run`"
-            )
-        root = subdirs[0]
-    return root
-
-
-def report_from_archive(archive: str | Path, out: str | Path | None = None, *, figures: bool = True) -> Path:
-    """The report of the results directory archived in ``archive`` (:func:`extract_results`), written to ``out``
-    (default: ``report.md`` next to the archive) with its figures under ``figures/`` next to ``out``.
-
-    The archive is extracted into a temporary directory that is removed afterwards; the report names the archive
-    as given, never that directory, so it is the same wherever and however often it is produced. As with
-    :func:`generate_report`, a report that cannot be produced removes the one previously at ``out``.
-    """
-    archive = Path(archive)
-    out = Path(out) if out is not None else archive.parent / "report.md"
-    try:
-        with tempfile.TemporaryDirectory(prefix="andi-report-") as tmp:
-            root = extract_results(archive, tmp)
-            return generate_report(root, out, figures=figures, shown_as=str(archive))
     except BaseException:
         with contextlib.suppress(OSError):
             out.unlink(missing_ok=True)
