@@ -41,10 +41,13 @@ _LIB = {"deepcopy": False}
 CASES: dict[str, Case] = {
     "andi": Case(0.01),
     "andi-reference": Case(0.01),
+    "andi-v7": Case(0.01, {"weight_decay": 0.01}),
     "andi-hybrid": Case(0.01, _AUX),
     "adamw": Case(0.01),
     "sgd": Case(0.1),
     "muon": Case(0.02, _AUX),
+    "d-muon": Case(0.01, {"weight_decay": 0.01}),
+    "d-muon-v7": Case(0.02, {"weight_decay": 0.01}),
     "muon-andi-paper": Case(0.08),
     "sinkgd": Case(0.003, _AUX),
     "rmnp": Case(0.02, _AUX),

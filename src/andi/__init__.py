@@ -10,7 +10,7 @@ with warnings.catch_warnings():
 
 from .functional import andi_precondition
 from .optim import ANDI, RoutedOptimizer, create_optimizer, list_optimizers, load_optimizer
-from .routing import param_groups, param_roles
+from .routing import decayed_parameters, param_groups, param_roles, weight_decay_groups
 
 __version__ = "0.1.0"
 
@@ -20,8 +20,10 @@ __all__ = [
     "__version__",
     "andi_precondition",
     "create_optimizer",
+    "decayed_parameters",
     "list_optimizers",
     "load_optimizer",
     "param_groups",
     "param_roles",
+    "weight_decay_groups",
 ]

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ROLES", "param_groups", "param_roles"]
+__all__ = ["DECAY_RULES", "ROLES", "decayed_parameters", "param_groups", "param_roles", "weight_decay_groups"]
 
 #: The five roles, in the order :func:`param_groups` emits them.
 ROLES: tuple[str, ...] = ("hidden_matrix", "embedding", "conv_first", "head", "vector")
@@ -196,3 +196,68 @@ def param_groups(
                 )
             )
     return groups
+
+
+#: The rules :func:`decayed_parameters` knows. ``"all"``: every parameter decays (torch's convention for one group).
+#: ``"v7"``: the author's ``configure_optimizer_groups`` (``experiments/ANDI.py`` @5cb1d03), nanoGPT's rule.
+DECAY_RULES: tuple[str, ...] = ("all", "v7")
+_V7_DECAY_MODULES = (nn.Linear, nn.Conv2d, nn.MultiheadAttention)
+_V7_NO_DECAY_MODULES = (nn.BatchNorm2d, nn.LayerNorm, nn.Embedding)
+
+
+def decayed_parameters(model: nn.Module, rule: str = "v7") -> list[str]:
+    """Names of the parameters of ``model`` that weight decay applies to under ``rule``, sorted.
+
+    ``"v7"`` walks every module and every parameter below it, as the author's script does: a name ending in ``bias``
+    never decays; one ending in ``weight`` decays when the module it is read from is an ``nn.Linear``,
+    ``nn.Conv2d`` or ``nn.MultiheadAttention`` (so ``in_proj_weight`` and ``out_proj.weight`` decay, embeddings,
+    LayerNorm and BatchNorm gains do not); any parameter no rule reaches does not decay. ``"all"`` returns every
+    name.
+
+    Example:
+        >>> model = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+        >>> decayed_parameters(model)
+        ['2.weight']
+    """
+    if rule not in DECAY_RULES:
+        raise ValueError(f"unknown weight-decay rule {rule!r}; expected one of {DECAY_RULES}")
+    names = [n for n, _ in model.named_parameters()]
+    if rule == "all":
+        return sorted(names)
+    decay: set[str] = set()
+    no_decay: set[str] = set()
+    for module_name, module in model.named_modules():
+        for local, _ in module.named_parameters():
+            full = f"{module_name}.{local}" if module_name else local
+            if local.endswith("bias"):
+                no_decay.add(full)
+            elif local.endswith("weight") and isinstance(module, _V7_DECAY_MODULES):
+                decay.add(full)
+            elif local.endswith("weight") and isinstance(module, _V7_NO_DECAY_MODULES):
+                no_decay.add(full)
+    both = sorted(decay & no_decay)
+    if both:
+        raise ValueError(f"parameters {both[:3]} are both decayed and not decayed under the v7 rule")
+    return sorted(n for n in names if n in decay)
+
+
+def weight_decay_groups(model: nn.Module, weight_decay: float, rule: str = "v7") -> list[dict[str, Any]]:
+    """Two torch parameter groups: the decayed parameters (:func:`decayed_parameters`) with ``weight_decay``, then
+    the rest with ``weight_decay=0``, each sorted by name as the author's script sorts them; an empty group is left
+    out. Pass them to any optimizer that reads ``weight_decay`` per group.
+
+    Example::
+
+        opt = andi.ANDI(andi.weight_decay_groups(model, 0.01), lr=0.09, compat="v7")
+    """
+    decayed = set(decayed_parameters(model, rule))
+    named = sorted(model.named_parameters(), key=lambda item: item[0])
+    groups = [
+        {
+            "params": [p for n, p in named if (n in decayed) == flag],
+            "param_names": [n for n, _ in named if (n in decayed) == flag],
+            "weight_decay": weight_decay if flag else 0.0,
+        }
+        for flag in (True, False)
+    ]
+    return [g for g in groups if g["params"]]

@@ -31,10 +31,13 @@ from andi.optim.sinkgd import SinkGD
 CORE = [
     "andi",
     "andi-reference",
+    "andi-v7",
     "andi-hybrid",
     "adamw",
     "sgd",
     "muon",
+    "d-muon",
+    "d-muon-v7",
     "muon-andi-paper",
     "sinkgd",
     "rmnp",
@@ -87,6 +90,47 @@ def test_hybrid_arms_route_hidden_matrices(name, cls):
         assert (g["lr"], g["betas"], g["eps"], g["weight_decay"]) == (1e-3, (0.8, 0.9), 1e-9, 0.05)
     assert groups["embedding"]["param_names"] == ["tok_emb.weight"]
     assert groups["head"]["param_names"] == ["head.weight"]
+
+
+def test_d_muon_shares_lr_and_weight_decay_with_its_adamw():
+    """D-Muon (Semenov et al.): the AdamW part takes the main lr and weight decay, β (0.8, 0.999), ε 1e-8; the Muon
+    part uses the AdamW-matched scale with Nesterov momentum 0.95."""
+    opt = create_optimizer("d-muon", GPTish(), lr=2e-3, weight_decay=0.01)
+    groups = _groups_by_role(opt)
+    assert type(opt.inner["d-muon"]) is Muon
+    hidden = groups["hidden_matrix"]
+    assert (hidden["adjust_lr_fn"], hidden["momentum"], hidden["nesterov"]) == ("match_rms_adamw", 0.95, True)
+    assert (hidden["lr"], hidden["weight_decay"]) == (2e-3, 0.01)
+    for role in ("embedding", "head", "vector"):
+        g = groups[role]
+        settings = (g["algorithm"], g["lr"], g["betas"], g["eps"], g["weight_decay"])
+        assert settings == ("adamw", 2e-3, (0.8, 0.999), 1e-8, 0.01)
+    explicit = _groups_by_role(create_optimizer("d-muon", GPTish(), lr=2e-3, aux_lr=1e-4))
+    assert explicit["vector"]["lr"] == 1e-4
+
+
+@pytest.mark.parametrize("name", ["adamw", "andi-v7", "d-muon", "d-muon-v7", "muon"])
+def test_decay_rule_v7_decays_linear_weights_only(name):
+    """The v7 groups: Linear/Conv2d/attention weights decay; embeddings, norms and biases get weight_decay 0. (Muon's
+    aux AdamW takes no decay unless asked: the rule says which parameters may decay, each optimizer how much.)"""
+    model = GPTish()
+    extra = {"aux_weight_decay": 0.1} if name == "muon" else {}
+    opt = create_optimizer(name, model, lr=1e-3, weight_decay=0.1, decay_rule="v7", **extra)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decay = {names[id(p)]: g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert set(decay) == set(names.values())
+    expected = {"block.1.weight", "block.3.weight", "head.weight"}
+    assert {n for n, wd in decay.items() if wd == 0.1} == expected
+    assert all(wd == 0.0 for n, wd in decay.items() if n not in expected)
+
+
+def test_decay_rule_refusals():
+    with pytest.raises(ValueError, match="unknown decay_rule"):
+        create_optimizer("adamw", GPTish(), decay_rule="nanogpt")
+    with pytest.raises(ValueError, match=r"pass the nn\.Module"):
+        create_optimizer("adamw", list(GPTish().parameters()), decay_rule="v7")
+    with pytest.raises(ValueError, match="Scion"):
+        create_optimizer("scion", GPTish(), decay_rule="v7")
 
 
 def test_muon_arm_is_torch_muon_with_bf16_newton_schulz():

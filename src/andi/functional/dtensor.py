@@ -403,6 +403,11 @@ def _dtensor_andi(
     all-reduce per (mesh, sharded mesh dims, device, dtype) bucket, plus a ``full_tensor()`` gather per gradient
     whose layout has no local rule (see the module docstring).
     """
+    if hp.compat == "v7":
+        raise ValueError(
+            "compat='v7' replays the author's single-device class and is not implemented for DTensor parameters; "
+            "use compat='paper' (or 'reference') with FSDP2/tensor parallelism"
+        )
     reference, eps = hp.compat == "reference", hp.eps
     with torch.no_grad():
         items = _items_for(params, grads, min_dim=hp.min_dim, compat=hp.compat)

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from .precondition import AndiStats, energy_scale, equilibrate, gradient_stats, reference_direction
 from .updates import direction_terms, paper_update, reference_update, screen_directions, screen_stats
-from .validation import AndiHyperparameters
+from .validation import SCRIPT_COMPAT_MODES, AndiHyperparameters
 
 __all__ = ["default_foreach"]
 
@@ -43,13 +43,19 @@ def _single_tensor_andi(
     params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], hp: AndiHyperparameters
 ) -> int:
     """The readable reference loop: Φ and the update one tensor at a time; returns the number skipped."""
-    if hp.compat == "reference":
-        directions = [reference_direction(g, min_dim=hp.min_dim, maximize=hp.maximize) for g in grads]
+    if hp.compat in SCRIPT_COMPAT_MODES:
+        directions = [reference_direction(g, min_dim=hp.min_dim, maximize=hp.maximize, compat=hp.compat) for g in grads]
         skip = screen_directions(grads, directions, hp.skip_nonfinite)
         for i, (param, direction) in enumerate(zip(params, directions)):
             if i not in skip:
                 momentum_buffers[i] = reference_update(
-                    param, direction, momentum_buffers[i], lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov
+                    param,
+                    direction,
+                    momentum_buffers[i],
+                    lr=hp.lr,
+                    momentum=hp.momentum,
+                    nesterov=hp.nesterov,
+                    weight_decay=hp.weight_decay,
                 )
         return len(skip)
 
@@ -77,7 +83,7 @@ def _multi_tensor_andi(
     params: list[Tensor], grads: list[Tensor], momentum_buffers: list[Tensor | None], hp: AndiHyperparameters
 ) -> int:
     """Batches the element-wise work with ``torch._foreach_*`` over (device, dtype) buckets; same contract."""
-    if hp.compat == "reference":  # the script's op order is defined per tensor; replay speed is not a concern
+    if hp.compat in SCRIPT_COMPAT_MODES:  # the script's op order is defined per tensor; replay speed is not a concern
         return _single_tensor_andi(params, grads, momentum_buffers, hp)
     lr, momentum, eps = hp.lr, hp.momentum, hp.eps
     # Pass 1 over every gradient: the norms, then one finiteness check for the whole call.

@@ -32,7 +32,7 @@ Non-finite gradients follow the optimizer's contract without a mid-step host syn
 flag per tensor from ``ν`` and gates every store on it (all tensors on the global flag unless
 ``skip_nonfinite``), then a single sync at the end finds the tensors that were not written and hands them to the
 single-tensor backend, which raises ``FloatingPointError`` (nothing was modified), skips and counts them, or rescues
-a finite gradient whose squares overflowed. ``compat="reference"`` (the author's script, op by op) and groups
+a finite gradient whose squares overflowed. The script modes (``compat="reference"``/``"v7"``, op by op) and groups
 spanning several devices use the single-tensor backend, as the foreach backend does.
 
 Precision: reductions and the update run in fp32 for fp16/bf16 tensors (in fp64 for fp64) and are rounded once
@@ -54,7 +54,7 @@ from torch import Tensor
 from .eager import _single_tensor_andi
 from .matrix import as_matrix, uses_equilibration
 from .precondition import compute_dtype
-from .validation import AndiHyperparameters
+from .validation import SCRIPT_COMPAT_MODES, AndiHyperparameters
 
 __all__ = ["FUSED_BY_DEFAULT_ON", "FusedBackend", "default_fused", "fused_backends", "triton_available"]
 
@@ -308,7 +308,7 @@ def _run_fused(
     if not params:
         return 0
     devices = {p.device for p in params} | {g.device for g in grads}
-    if hp.compat == "reference" or len(devices) != 1:
+    if hp.compat in SCRIPT_COMPAT_MODES or len(devices) != 1:
         # The script's op order is defined per tensor; several devices would need a cross-device gate.
         return _single_tensor_andi(params, grads, momentum_buffers, hp)
     (device,) = devices

@@ -17,6 +17,8 @@ Properties (tested): :math:`\langle G, H\rangle > 0` for :math:`G \ne 0`, :math:
 
 ``compat="reference"`` reproduces the author's script ``ANDI.py`` (VladimerKhasia/ANDI@29f90fe) operation by
 operation: ``eps`` added to each norm, ``τ = hypot(‖G‖ + 1e-8, 1)`` on the matrix branch, no fp32 upcast.
+``compat="v7"`` reproduces the author's later class (``experiments/ANDI.py`` @5cb1d03, the paper's v7), which differs
+from it in one operation: the vector/small branch also takes ``τ = hypot(‖G‖ + 1e-8, 1)``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor
 
 from .matrix import as_matrix, matrix_shape, uses_equilibration
-from .validation import Compat, check_step_tensors
+from .validation import COMPAT_MODES, Compat, check_step_tensors
 
 __all__ = [
     "DEFAULT_EPS",
@@ -126,20 +128,29 @@ def script_denominator(row_norm: Tensor, col_norm: Tensor) -> Tensor:
     return (row_norm + SCRIPT_EPS) + (col_norm + SCRIPT_EPS)
 
 
-def script_scale(norm: Tensor, hat_norm: Tensor | None) -> Tensor:
+def script_scale(norm: Tensor, hat_norm: Tensor | None, *, compat: Compat = "reference") -> Tensor:
     """The script's energy scale: ``hypot(ν + 1e-8, 1) / (‖Ĝ‖ + 1e-8)`` on matrices (``hat_norm`` given), else
-    ``hypot(ν, 1) / (ν + 1e-8)``. Shared by :func:`reference_direction` and the DTensor backend."""
+    ``hypot(ν, 1) / (ν + 1e-8)`` (``compat="reference"``) or ``hypot(ν + 1e-8, 1) / (ν + 1e-8)`` (``compat="v7"``,
+    where the class adds ε to ν once and uses it twice). Shared by :func:`reference_direction` and the DTensor
+    backend."""
     one = torch.ones_like(norm)
     if hat_norm is None:
+        if compat == "v7":
+            shifted = norm + SCRIPT_EPS
+            return torch.hypot(shifted, one) / shifted
         return torch.hypot(norm, one) / (norm + SCRIPT_EPS)
     return torch.hypot(norm + SCRIPT_EPS, one) / (hat_norm + SCRIPT_EPS)
 
 
-def reference_direction(grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximize: bool = False) -> Tensor:
-    """Φ exactly as the reference script computes it (``compat="reference"``), in the gradient's dtype.
+def reference_direction(
+    grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximize: bool = False, compat: Compat = "reference"
+) -> Tensor:
+    """Φ exactly as the author's script computes it (``compat="reference"``, ``ANDI.py`` @29f90fe) or as his later
+    class does (``compat="v7"``, ``experiments/ANDI.py`` @5cb1d03), in the gradient's dtype.
 
-    The script hard-codes ``1e-8`` (:data:`SCRIPT_EPS`); ``min_dim`` is kept as a parameter (the script's value is
-    16). How the script differs from Algorithm 1: ``docs/design/algorithm.md`` §3.
+    Both hard-code ``1e-8`` (:data:`SCRIPT_EPS`); ``min_dim`` is kept as a parameter (the 29f90fe script tests
+    ``> 16``, the v7 class ``>= 17``: the same integers). How the scripts differ from Algorithm 1:
+    ``docs/design/algorithm.md`` §3.
     """
     g = -grad if maximize else grad
     if g.ndim > 1:
@@ -148,8 +159,8 @@ def reference_direction(grad: Tensor, *, min_dim: int = DEFAULT_MIN_DIM, maximiz
             g_mat = g.reshape(rows, cols)
             denominator = script_denominator(g_mat.norm(dim=1, keepdim=True), g_mat.norm(dim=0, keepdim=True))
             g_white = (g_mat / denominator).view(g.shape)
-            return g_white * script_scale(g.norm(), g_white.norm())
-    return g * script_scale(g.norm(), None)
+            return g_white * script_scale(g.norm(), g_white.norm(), compat=compat)
+    return g * script_scale(g.norm(), None, compat=compat)
 
 
 def andi_precondition(
@@ -163,17 +174,17 @@ def andi_precondition(
 
     Args:
         G: gradient tensor, any shape (0-size allowed). ``ndim >= 2`` tensors are viewed as ``(d1, -1)``.
-        eps: the ε of Algorithm 1 (ignored by ``compat="reference"``, which hard-codes 1e-8 like the script).
+        eps: the ε of Algorithm 1 (ignored by the script modes, which hard-code 1e-8 like the scripts).
         min_dim: δ; equilibration applies when ``min(rows, cols) > min_dim``.
-        compat: ``"paper"`` (Algorithm 1, fp32 reductions for fp16/bf16 input) or ``"reference"`` (the author's
-            script, bit for bit, in ``G``'s dtype).
+        compat: ``"paper"`` (Algorithm 1, fp32 reductions for fp16/bf16 input), ``"reference"`` (the author's
+            script, bit for bit, in ``G``'s dtype) or ``"v7"`` (the author's later class, bit for bit).
 
     Returns:
         ``H`` with ``G``'s shape and dtype.
     """
     check_step_tensors([G], [G], [None])  # the one sparse/complex refusal
-    if compat == "reference":
-        return reference_direction(G, min_dim=min_dim)
+    if compat not in COMPAT_MODES:
+        raise ValueError(f"Invalid compat mode: {compat!r} (expected one of {COMPAT_MODES})")
     if compat != "paper":
-        raise ValueError(f"Invalid compat mode: {compat!r} (expected 'paper' or 'reference')")
+        return reference_direction(G, min_dim=min_dim, compat=compat)
     return direction_from_stats(G, gradient_stats(G, min_dim=min_dim), eps=eps).to(G.dtype)

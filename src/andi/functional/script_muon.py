@@ -29,15 +29,17 @@ SCRIPT_MUON_MIN_SIDE = 32
 _A, _B, _C = (3.4445, -4.7750, 2.0315)
 
 
-def script_newton_schulz_5(G: Tensor, steps: int = 5, eps: float = 1e-7) -> Tensor:
+def script_newton_schulz_5(G: Tensor, steps: int = 5, eps: float = 1e-7, *, bf16: bool | None = None) -> Tensor:
     """``newton_schulz_5`` of the script, operation for operation, without writing into ``G``.
 
     The norm is taken *before* the transpose and the iteration computes ``B = b·A + (c·A) @ A`` exactly as the
-    script's ``b * A + c * A @ A`` parses; bf16 only for CUDA fp32 inputs.
+    script's ``b * A + c * A @ A`` parses. ``bf16=None``: bf16 only for CUDA fp32 inputs, as the script decides;
+    ``True``: a bf16 copy of an fp32 input on every device (what the script does on the GPUs it was run on).
     """
     if G.ndim != 2:
         raise ValueError(f"script_newton_schulz_5 needs a matrix, got shape {tuple(G.shape)}")
-    X = G.bfloat16() if G.is_cuda and G.dtype == torch.float32 else G
+    to_bf16 = G.dtype == torch.float32 and (G.is_cuda if bf16 is None else bf16)
+    X = G.bfloat16() if to_bf16 else G
     X = X / (X.norm() + eps)  # the script divides in place; the values are the same
     transposed = G.size(0) > G.size(1)
     if transposed:

@@ -7,8 +7,8 @@ Every backend (single-tensor, foreach, fused, DTensor) imports from here, so the
     \theta_t = \theta_{t-1}(1 - \eta\lambda) - \eta U_t
 
 with :math:`H_t = s\,X` kept factored (``X`` the equilibrated gradient or the gradient itself, ``s`` a 0-dim
-scale) so the scale rides inside ``addcmul_`` and no pass materialises :math:`H`. ``compat="reference"`` uses the
-script's own order of operations (:func:`reference_update`).
+scale) so the scale rides inside ``addcmul_`` and no pass materialises :math:`H`. The script modes
+(``compat="reference"``, ``"v7"``) use the script's own order of operations (:func:`reference_update`).
 
 The screen decides, before anything is written, which tensors a step refuses: a gradient holding NaN/Inf, or one
 whose norm is beyond :func:`~andi.functional.validation.norm_limit`. A finite gradient whose squares merely overflow
@@ -126,7 +126,7 @@ def screen_stats(grads: list[Tensor], stats: list[AndiStats], *, min_dim: int, s
 
 
 def screen_directions(grads: list[Tensor], directions: list[Tensor], skip_nonfinite: bool) -> set[int]:
-    """``compat="reference"``: the script's formulas run in the parameter dtype and are not rescued (bit for bit);
+    """The script modes: the script's formulas run in the parameter dtype and are not rescued (bit for bit);
     a finite gradient they overflow is refused with its norm, never reported as NaN/Inf."""
     bad = nonfinite_indices([torch.linalg.vector_norm(d) for d in directions])
     if bad and not skip_nonfinite:
@@ -190,8 +190,14 @@ def reference_update(
     lr: float | Tensor,
     momentum: float,
     nesterov: bool,
+    weight_decay: float = 0.0,
 ) -> Tensor:
-    """The script's momentum and update, op for op: the first buffer is (1 + μ)·H₁ (``docs/design/algorithm.md``)."""
+    """The script's momentum and update, op for op: the first buffer is (1 + μ)·H₁ (``docs/design/algorithm.md``).
+
+    ``weight_decay`` > 0 (the v7 class only) first shrinks the parameter, ``θ ← θ(1 − ηλ)``, with the scheduled lr.
+    """
+    if weight_decay > 0:
+        decay_weights_(param, lr, weight_decay)
     if buf is None:
         buf = direction.clone()
     buf.mul_(momentum).add_(direction)

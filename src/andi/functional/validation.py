@@ -21,6 +21,7 @@ from torch import Tensor
 __all__ = [
     "BACKENDS",
     "COMPAT_MODES",
+    "SCRIPT_COMPAT_MODES",
     "AndiHyperparameters",
     "Backend",
     "Compat",
@@ -31,9 +32,13 @@ __all__ = [
     "norm_limit",
 ]
 
-Compat = Literal["paper", "reference"]
-#: The values of ``compat``: Algorithm 1 of the paper, or the author's script bit for bit.
-COMPAT_MODES: tuple[str, ...] = ("paper", "reference")
+Compat = Literal["paper", "reference", "v7"]
+#: The values of ``compat``: Algorithm 1 of the paper; the author's script ``ANDI.py`` @29f90fe bit for bit
+#: (``"reference"``); the author's later class of ``experiments/ANDI.py`` @5cb1d03, the paper's v7, bit for bit, with
+#: its weight decay (``"v7"``).
+COMPAT_MODES: tuple[str, ...] = ("paper", "reference", "v7")
+#: The modes that replay one of the author's scripts op for op, in the parameter's dtype.
+SCRIPT_COMPAT_MODES: tuple[str, ...] = ("reference", "v7")
 
 Backend = Literal["auto", "single", "foreach", "compiled", "triton", "dtensor"]
 #: The values of ``backend`` (:func:`andi.functional.andi`).
@@ -81,7 +86,8 @@ def check_hyperparameters(
     The rules: ``lr`` finite and >= 0 (a float or a 1-element float Tensor); ``0 <= momentum < 1``; Nesterov needs
     ``momentum > 0``; ``weight_decay`` finite and >= 0; ``eps`` finite and > 0 (it keeps Φ(0) = 0 finite);
     ``min_dim`` an int >= 0; ``compat`` one of :data:`COMPAT_MODES`, and ``compat="reference"`` (the script) has no
-    weight decay and keeps momentum in the parameter dtype; the flags are bools; ``momentum_dtype`` a floating
+    weight decay; both script modes (``"reference"``, ``"v7"``) keep momentum in the parameter dtype; the flags are
+    bools; ``momentum_dtype`` a floating
     ``torch.dtype`` or ``None``. The choice of implementation is checked by :func:`check_backend`.
 
     Example:
@@ -105,7 +111,7 @@ def check_hyperparameters(
     if isinstance(min_dim, bool) or not isinstance(min_dim, int) or min_dim < 0:
         raise ValueError(f"Invalid min_dim value: {min_dim!r} (must be an int >= 0)")
     if compat not in COMPAT_MODES:
-        raise ValueError(f"Invalid compat mode: {compat!r} (expected 'paper' or 'reference')")
+        raise ValueError(f"Invalid compat mode: {compat!r} (expected 'paper', 'reference' or 'v7')")
     for name, flag in (("maximize", maximize), ("skip_nonfinite", skip_nonfinite)):
         if flag not in (True, False):
             raise ValueError(f"Invalid {name} value: {flag!r} (expected a bool)")
@@ -113,11 +119,13 @@ def check_hyperparameters(
         isinstance(momentum_dtype, torch.dtype) and momentum_dtype.is_floating_point
     ):
         raise ValueError(f"Invalid momentum_dtype: {momentum_dtype!r} (expected a floating torch.dtype or None)")
-    if compat == "reference":
-        if weight_decay != 0:
-            raise ValueError("compat='reference' reproduces the script, which has no weight decay; use compat='paper'")
-        if momentum_dtype is not None:
-            raise ValueError("compat='reference' keeps momentum in the parameter dtype; momentum_dtype is not allowed")
+    if compat == "reference" and weight_decay != 0:
+        raise ValueError(
+            "compat='reference' reproduces the 29f90fe script, which has no weight decay; use compat='v7' (the "
+            "author's later class, with weight decay) or compat='paper'"
+        )
+    if compat in SCRIPT_COMPAT_MODES and momentum_dtype is not None:
+        raise ValueError(f"compat={compat!r} keeps momentum in the parameter dtype; momentum_dtype is not allowed")
 
 
 def check_backend(backend: str = "auto", foreach: bool | None = None, fused: bool | None = None) -> None:

@@ -21,6 +21,7 @@ from .muon import Muon, make_muon
 from .normuon import NorMuon
 from .rmnp import RMNP
 from .scion import Scion
+from .script_dmuon import ScriptDMuon
 from .script_muon import ScriptMuon
 from .sinkgd import SinkGD
 
@@ -53,6 +54,10 @@ class OptimizerSpec:
     defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
     weight_decay: bool = True
     requires: str | None = None  # optional module
+    #: Hybrid arms: defaults of the aux AdamW over the registry's (lr 3e-4, β (0.9, 0.95), ε 1e-10, no decay).
+    aux_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    #: Hybrid arms whose aux AdamW takes the main lr and weight decay (one lr for both parts, as D-Muon).
+    aux_shares_main: bool = False
 
     @property
     def available(self) -> bool:
@@ -62,6 +67,11 @@ class OptimizerSpec:
 def _andi_reference(params: Any, **kwargs: Any) -> Optimizer:
     """ANDI in the paper script's bit-exact form (``compat="reference"``)."""
     return ANDI(params, compat="reference", **kwargs)
+
+
+def _andi_v7(params: Any, **kwargs: Any) -> Optimizer:
+    """ANDI in the bit-exact form of the author's v7 class (``compat="v7"``, with weight decay)."""
+    return ANDI(params, compat="v7", **kwargs)
 
 
 _ALL = "all parameters"
@@ -94,6 +104,17 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             kind="single",
             factory=_andi_reference,
             weight_decay=False,
+        ),
+        OptimizerSpec(
+            name="andi-v7",
+            label="ANDI, v7 script mode",
+            paper="the author's v7 experiment `experiments/ANDI.py` @5cb1d03",
+            source='ours: `andi.ANDI` (compat="v7")',
+            state="1 buffer",
+            split=_ALL,
+            default_lr=0.09,
+            kind="single",
+            factory=_andi_v7,
         ),
         OptimizerSpec(
             name="andi-hybrid",
@@ -139,6 +160,31 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
             default_lr=0.02,
             kind="hybrid",
             factory=make_muon,  # torch.optim.Muon when every tensor is 2-D, else the reference form (conv filters)
+        ),
+        OptimizerSpec(
+            name="d-muon",
+            label="D-Muon",
+            paper="Semenov et al., arXiv 2509.01440 (Muon with Liu et al.'s AdamW-matched scale, arXiv 2502.16982)",
+            source="ours: `andi.optim.Muon` (0.2·√max(m, n) scale, decay on every parameter) + torch `AdamW`",
+            state="1 buffer + AdamW's 2 on the rest",
+            split=_HYBRID.format(m="Muon") + " (one lr and weight decay for both)",
+            default_lr=1e-3,
+            kind="hybrid",
+            factory=make_muon,
+            defaults={"adjust_lr_fn": "match_rms_adamw", "momentum": 0.95, "nesterov": True},
+            aux_defaults={"betas": (0.8, 0.999), "eps": 1e-8},
+            aux_shares_main=True,
+        ),
+        OptimizerSpec(
+            name="d-muon-v7",
+            label="D-Muon, v7 script",
+            paper="the author's v7 experiment `experiments/ANDI.py` @5cb1d03 (replay only)",
+            source="ours: `ScriptDMuon` (no library has it)",
+            state="1 buffer on NS tensors, AdamW's 2 + step on the rest",
+            split="by shape: 2-D with both sides > 32 and 4-D with > 32 outputs → NS; the rest → AdamW",
+            default_lr=0.02,
+            kind="single",
+            factory=ScriptDMuon,
         ),
         OptimizerSpec(
             name="muon-andi-paper",

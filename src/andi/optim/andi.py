@@ -86,7 +86,10 @@ class ANDI(Optimizer):
             (default 16, paper §4). Vectors, scalars and smaller matrices get the global energy normalisation.
         compat (str): ``"paper"`` (Algorithm 1; default) or ``"reference"``: the author's ``ANDI.py`` script bit for
             bit (eps added to each norm, τ = hypot(‖G‖ + 1e-8, 1) on matrices, first momentum buffer
-            (1 + μ)·H₁, math in the parameter dtype, no weight decay).
+            (1 + μ)·H₁, math in the parameter dtype, no weight decay); or ``"v7"``: the author's later class
+            (``experiments/ANDI.py`` @5cb1d03, the paper's v7) bit for bit: the ``"reference"`` operations, the
+            vector branch's τ = hypot(‖G‖ + 1e-8, 1) too, and weight decay θ ← θ(1 − ηλ) before the update.
+            Use :func:`andi.weight_decay_groups` for the v7 script's decay groups.
         foreach (bool, optional): use the multi-tensor (``torch._foreach_*``) implementation. ``None`` picks it on
             accelerators, and on CPU only for many small tensors (measured: the single-tensor loop is faster on CPU
             for large ones, see :func:`andi.functional.eager.default_foreach`).

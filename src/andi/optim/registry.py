@@ -6,9 +6,10 @@ and lr. :func:`create_optimizer` builds every arm from its entry's factory, :cla
 its algorithm names from the same entries, and :func:`markdown_table` renders the README/docs table from them, so none
 of these can drift apart.
 
-Hybrid arms (``muon``, ``normuon``, ``rmnp``, ``sinkgd``), given an ``nn.Module``, send ``hidden_matrix`` parameters
-(:func:`andi.param_roles`) to the matrix optimizer and every other parameter to AdamW with the ``aux_*`` settings
-(KellerJordan's defaults: lr 3e-4, β (0.9, 0.95), ε 1e-10, no weight decay); given a bare iterable of tensors they
+Hybrid arms (``muon``, ``normuon``, ``rmnp``, ``sinkgd``, ``andi-hybrid``, ``d-muon``), given an ``nn.Module``, send
+``hidden_matrix`` parameters (:func:`andi.param_roles`) to the matrix optimizer and every other parameter to AdamW
+with the ``aux_*`` settings (KellerJordan's defaults: lr 3e-4, β (0.9, 0.95), ε 1e-10, no weight decay; ``d-muon``
+gives its AdamW its own lr and weight decay, β (0.8, 0.999), ε 1e-8); given a bare iterable of tensors they
 use the shape rule instead (``ndim >= 2`` to the matrix optimizer). ``scion`` assigns an LMO and radius per role.
 All other arms put every parameter in one optimizer. The result is always one :class:`torch.optim.Optimizer`.
 """
@@ -22,7 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
-from ..routing import param_groups, param_roles
+from ..routing import DECAY_RULES, decayed_parameters, param_groups, param_roles, weight_decay_groups
 from ._catalog import OPTIMIZERS, OptimizerSpec
 from ._library import require
 from .routed import RoutedOptimizer
@@ -76,10 +77,11 @@ def create_optimizer(
     *,
     roles: Mapping[str, str] | None = None,
     aux_lr: float | None = None,
-    aux_betas: tuple[float, float] = (0.9, 0.95),
-    aux_eps: float = 1e-10,
-    aux_weight_decay: float = 0.0,
+    aux_betas: tuple[float, float] | None = None,
+    aux_eps: float | None = None,
+    aux_weight_decay: float | None = None,
     weight_decay: float = 0.0,
+    decay_rule: str = "all",
     **kw: Any,
 ) -> Optimizer:
     """Build the optimizer registered as ``name`` for a model (role-aware) or a bare iterable of parameters.
@@ -90,13 +92,16 @@ def create_optimizer(
         lr: lr of the main optimizer (the matrix part of a hybrid arm); default: the entry's ``default_lr``.
         roles: role overrides for a model — a full ``param_roles`` mapping or ``{fnmatch pattern: role}``; used by
             hybrid arms and ``scion``, ignored by single-optimizer arms (every parameter goes to one optimizer).
-        aux_lr: lr of the AdamW that hybrid arms use for the non-matrix parameters (default 3e-4, KellerJordan's);
-            ignored by the other arms, like the three ``aux_*`` settings below.
-        aux_betas: that AdamW's betas (default (0.9, 0.95)).
-        aux_eps: that AdamW's eps (default 1e-10).
-        aux_weight_decay: that AdamW's weight decay (default 0).
+        aux_lr: lr of the AdamW that hybrid arms use for the non-matrix parameters (default 3e-4, KellerJordan's;
+            ``d-muon``: the main ``lr``); ignored by the other arms, like the three ``aux_*`` settings below.
+        aux_betas: that AdamW's betas (default (0.9, 0.95); ``d-muon``: (0.8, 0.999)).
+        aux_eps: that AdamW's eps (default 1e-10; ``d-muon``: 1e-8).
+        aux_weight_decay: that AdamW's weight decay (default 0; ``d-muon``: the main ``weight_decay``).
         weight_decay: weight decay of the main optimizer (decoupled, except torch SGD's L2 form); default 0 for
             every arm, including AdamW (torch's own default is 0.01: pass it explicitly to reproduce that).
+        decay_rule: which parameters decay (:data:`andi.routing.DECAY_RULES`): ``"all"`` (default), or ``"v7"``,
+            the author's v7 groups (:func:`andi.decayed_parameters`: Linear, Conv2d and attention weights; no
+            biases, norms or embeddings), for a model only; the others get ``weight_decay=0`` in their own group.
         **kw: further keyword arguments of the main optimizer (e.g. ``momentum``, ``betas``, ``L`` for SinkGD,
             ``recipe``/``scales``/``unconstrained`` for Scion); unknown names raise ``TypeError``.
 
@@ -112,8 +117,17 @@ def create_optimizer(
         raise ValueError("roles name parameters of a model: pass the nn.Module, not a bare parameter iterable")
 
     settings = _main_settings(spec, lr, weight_decay, kw)
+    if decay_rule not in DECAY_RULES:
+        raise ValueError(f"unknown decay_rule {decay_rule!r}; expected one of {DECAY_RULES}")
+    by_rule = decay_rule != "all"
+    if by_rule and not is_model:
+        raise ValueError(f"decay_rule={decay_rule!r} names parameters by module: pass the nn.Module")
+    if by_rule and spec.kind == "scion":
+        raise ValueError("Scion sets its groups per role; decay_rule must be 'all'")
 
     if spec.kind == "single":
+        if by_rule:
+            return spec.factory(weight_decay_groups(model_or_params, weight_decay, decay_rule), **settings)
         return spec.factory(model_or_params.parameters() if is_model else model_or_params, **settings)
 
     if spec.kind == "scion":
@@ -149,17 +163,32 @@ def create_optimizer(
             )
             if g["params"]
         ]
-    hyper = {
-        spec.name: settings,
-        "adamw": {
-            "lr": AUX_ADAMW_LR if aux_lr is None else aux_lr,
-            "betas": tuple(aux_betas),
-            "eps": aux_eps,
-            "weight_decay": aux_weight_decay,
-        },
-    }
+    if by_rule:
+        groups = _split_by_decay(groups, set(decayed_parameters(model_or_params, decay_rule)), model_or_params)
+    aux = {"lr": AUX_ADAMW_LR, "betas": (0.9, 0.95), "eps": 1e-10, "weight_decay": 0.0, **spec.aux_defaults}
+    if spec.aux_shares_main:
+        aux.update(lr=lr, weight_decay=weight_decay)
+    given = {"lr": aux_lr, "betas": aux_betas, "eps": aux_eps, "weight_decay": aux_weight_decay}
+    aux.update({k: v for k, v in given.items() if v is not None})
+    aux["betas"] = tuple(aux["betas"])
+    hyper = {spec.name: settings, "adamw": aux}
     used = {g["algorithm"] for g in groups}
     return RoutedOptimizer(groups, hyper={k: v for k, v in hyper.items() if k in used})
+
+
+def _split_by_decay(groups: list[dict[str, Any]], decayed: set[str], model: nn.Module) -> list[dict[str, Any]]:
+    """Each routed group split in two: its decayed parameters (the algorithm's weight decay) and the rest (0)."""
+    names = {id(p): n for n, p in model.named_parameters()}
+    split = []
+    for group in groups:
+        for flag in (True, False):
+            members = [p for p in group["params"] if (names[id(p)] in decayed) == flag]
+            if members:
+                part = {**group, "params": members, "param_names": [names[id(p)] for p in members]}
+                if not flag:
+                    part["weight_decay"] = 0.0
+                split.append(part)
+    return split
 
 
 def load_optimizer(name: str) -> Callable[..., Optimizer]:
