@@ -8,10 +8,13 @@ An arm is one optimizer with its fixed non-lr hyperparameters, the centre of its
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CORE_ARMS", "FAMILY_ARMS", "ArmSpec", "as_pairs", "lookup"]
+__all__ = ["CORE_ARMS", "FAMILY_ARMS", "LATER_ARM_FIELDS", "ArmSpec", "as_pairs", "lookup"]
+
+#: Fields added to :class:`ArmSpec` after manifests existed, with the defaults at which they are left out of them.
+LATER_ARM_FIELDS: dict[str, Any] = {"schedule": None, "decay_rule": "all"}
 
 
 def lookup(table: tuple[tuple[str, Any], ...], key: str, default: Any) -> Any:
@@ -46,12 +49,23 @@ class ArmSpec:
     task_base_lr: tuple[tuple[str, float], ...] = ()
     weight_decay: float = 0.0
     source: str = ""
+    #: The arm's own lr schedule (``None``: the protocol's) and weight-decay rule (``"v7"``: the author's groups).
+    schedule: str | None = None
+    decay_rule: str = "all"
 
     def __post_init__(self) -> None:
         if not self.base_lr > 0:
             raise ValueError(f"arm {self.name!r}: base lr must be positive, got {self.base_lr}")
         if self.roles not in ("standard", "all"):
             raise ValueError(f"arm {self.name!r}: roles must be 'standard' or 'all', got {self.roles!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, except :data:`LATER_ARM_FIELDS` at their defaults (so earlier manifests read the same)."""
+        spec = asdict(self)
+        for name, default in LATER_ARM_FIELDS.items():
+            if spec[name] == default:
+                del spec[name]
+        return spec
 
     @property
     def display(self) -> str:

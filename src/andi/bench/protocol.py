@@ -44,14 +44,17 @@ __all__ = [
     "QUICK",
     "QUICK_SMOKE",
     "REPLAY",
+    "REPLAY_V7",
     "SEEDS",
     "STUDY",
+    "STUDY_GPT_FULL",
     "STUDY_SADDLE_FULL",
     "TRAIN_STEPS",
     "WIDTH",
     "ArmSpec",
     "FairProtocol",
     "ReplayProtocol",
+    "ReplayV7Protocol",
     "get_protocol",
     "select_fair_lr",
     "select_replay_lr",
@@ -182,6 +185,88 @@ class ReplayProtocol:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReplayV7Protocol(ReplayProtocol):
+    """The author's v7 experiment (``VladimerKhasia/ANDI:experiments/ANDI.py`` @5cb1d03) on the GPT, as it runs it.
+
+    Its three arms at the lrs it chose — ANDI (the v7 class, ``andi-v7``) 0.09, its D-Muon (``d-muon-v7``) 0.02,
+    AdamW 1e-3 — on seeds 42 and 1337; weight decay 0.01 on the v7 groups (:func:`andi.decayed_parameters`) for all
+    three; WSD from lr 0 (10 % warmup, 20 % linear cooldown) for ANDI and D-Muon, cosine to 1 % (10 % warmup) for
+    AdamW; task ``gpt-v7`` (90/10 split, one random stream for training and evaluation windows); an evaluation of 50
+    random validation batches after every 50th step; a run's score is the mean of its last 5 evaluations
+    (``eval_schedule="v7"``). ``andi_grid`` holds ANDI's one lr, so the plan runs it on the search seed and reuses
+    that run for seed 42's report, as the script does.
+    """
+
+    name: str = "replay-v7"
+    tasks: tuple[str, ...] = ("gpt-v7",)
+    andi_optimizer: str = "andi-v7"
+    andi_grid: tuple[float, ...] = (0.09,)
+    adamw_lr: tuple[tuple[str, float], ...] = (("gpt-v7", 1e-3),)
+    muon_optimizer: str = "d-muon-v7"
+    muon_lr: tuple[tuple[str, float], ...] = (("gpt-v7", 0.02),)
+    labels: tuple[tuple[str, str], ...] = (
+        ("adamw", "AdamW"),
+        ("d-muon-v7", "D-Muon (v7 script)"),
+        ("andi-v7", "ANDI (v7 script)"),
+    )
+    paper_andi_lr: tuple[tuple[str, float], ...] = (("gpt-v7", 0.09),)
+    schedules: tuple[tuple[str, str], ...] = (("adamw", "cosine-v7"), ("andi-v7", "wsd-v7"), ("d-muon-v7", "wsd-v7"))
+    warmup_frac: float = 0.1
+    decay_frac: float = 0.2
+    weight_decay: float = 0.01
+    decay_rule: str = "v7"
+    eval_every: int = 50
+    eval_split: str = "val"
+    #: The author's table (mean of seeds 42 and 1337 of the v7 score): what the replay is set beside.
+    author_scores: tuple[tuple[str, float], ...] = (("andi-v7", 1.5351), ("d-muon-v7", 1.5545), ("adamw", 1.5770))
+    default_size: str | None = "full"
+
+    def config(
+        self,
+        arm: str,
+        task: str,
+        lr: float,
+        seed: int,
+        *,
+        size: str,
+        steps: int,
+        record_every: int,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> RunConfig:
+        """The :class:`RunConfig` of one v7 run (the eval interval is the task's default below ``full``)."""
+        from andi.bench.runner import RunConfig
+
+        return RunConfig(
+            task=task,
+            size=size,
+            optimizer=arm,
+            lr=float(lr),
+            steps=steps,
+            batch_size=self.batch_size if size == "full" else None,
+            init_seed=seed,
+            data_seed=seed,
+            schedule=lookup(self.schedules, arm, "wsd-v7"),
+            warmup_frac=self.warmup_frac,
+            decay_frac=self.decay_frac,
+            weight_decay=self.weight_decay,
+            roles=self.roles,
+            eval_every=self.eval_every if size == "full" else None,
+            eval_split=self.eval_split,
+            train_record_every=record_every,
+            device=device,
+            dtype=dtype,
+            decay_rule=self.decay_rule,
+            eval_schedule="v7",
+        )
+
+    def select(self, records: Sequence[Mapping[str, Any]]) -> int:
+        """Index of the lowest v7 score (the script's ``run_search``: NaN skipped, ties keep the earlier)."""
+        scores = [r.get("final", {}).get("value") if r.get("status") == "ok" else None for r in records]
+        return select_replay_lr([math.nan if v is None else float(v) for v in scores])
 
 
 def _last_recorded_loss(record: Mapping[str, Any]) -> float:
@@ -395,7 +480,7 @@ class FairProtocol:
             batch_size=self.batch_size_for(task),
             init_seed=seed,
             data_seed=seed,
-            schedule=self.schedule,
+            schedule=a.schedule or self.schedule,
             warmup_frac=self.warmup_frac,
             decay_frac=self.decay_frac,
             weight_decay=a.weight_decay,
@@ -405,6 +490,7 @@ class FairProtocol:
             eval_split=split,
             device=device,
             dtype=dtype,
+            decay_rule=a.decay_rule,
         )
 
     def select(self, scores: Sequence[float], higher_is_better: bool) -> int:
@@ -413,6 +499,7 @@ class FairProtocol:
     def to_dict(self) -> dict[str, Any]:
         """Every field, except the study's additions (see the class docstring) while they hold their defaults."""
         spec = asdict(self)
+        spec["arms"] = [a.to_dict() for a in self.arms]
         for name in _STUDY_FIELDS:
             if spec[name] == _STUDY_FIELD_DEFAULTS[name]:
                 del spec[name]
@@ -470,9 +557,15 @@ STUDY_SADDLE_FULL: FairProtocol = _STUDY_PROTOCOLS["study-saddle-full"]
 #: ``andi-bench run --protocol width``: char-GPT at widths 64, 128, 256 (lr transfer).
 WIDTH: FairProtocol = _STUDY_PROTOCOLS["width"]
 
+#: ``andi-bench run --protocol study-gpt-full``: the GPT at the paper's size in the author's v7 setting.
+STUDY_GPT_FULL: FairProtocol = _STUDY_PROTOCOLS["study-gpt-full"]
+#: ``andi-bench run --protocol replay-v7``: the author's v7 GPT experiment as it runs it.
+REPLAY_V7 = ReplayV7Protocol()
+
 PROTOCOLS: dict[str, FairProtocol | ReplayProtocol] = {
     "fair": FAIR,
     "replay": REPLAY,
+    "replay-v7": REPLAY_V7,
     "quick": QUICK,
     "quick-smoke": QUICK_SMOKE,
     **_STUDY_PROTOCOLS,

@@ -39,11 +39,23 @@ defaults to ``full``). Estimate: 4 arms × (8 + 5) + ≈ 8 extension runs = 60 r
 (``task_model``: ``n_embd``, ``n_head``, …) and every tuning run's lr and final validation loss
 (``arms[].tuning``). One run alone at 300 steps, AdamW | Muon: width 64 19 | 19 s, width 128 29 | 33 s, width 256
 100 | 122 s; at 150 steps about half. Measured: 136 runs in 33 minutes with 2 workers × 1 thread.
+
+``study-gpt-full`` — the char-GPT at the paper's size (n_embd 128, 4 layers, 4 heads, block 64, batch 128, 2500 steps)
+in the setting of the author's v7 experiment: ANDI (its v7 class, ``andi-v7``), D-Muon (``d-muon``, as Semenov et al.
+define it) and AdamW, each with weight decay 0.01 on the v7 groups and its v7 schedule (WSD from 0 with 10 % warmup
+and 20 % cooldown for ANDI and D-Muon, cosine to 1 % for AdamW). Every arm gets 3 lr points with factor-2 spacing
+around its centre (ANDI 0.09 and AdamW 1e-3, the author's choices; D-Muon :data:`D_MUON_GPT_CENTRE`, the author's
+0.02 carried over to the AdamW-matched scale), one edge point per round for up to 3 rounds, 1 tuning seed (0) on the
+validation split and 5 reporting seeds (1001–1005) on the test split. One run takes ≈ 30 minutes on one thread of
+this project's 2-core CPU (0.66 s a step, measured), so the study (≈ 27–33 runs) runs for hours in the background:
+``andi-bench run --protocol study-gpt-full --workers 2 --threads 1 --out docs/results/gpt-paper-size/records``.
+Its verdict rule is declared in ``docs/results/gpt-paper-size/claim.md``, committed before the first run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import TYPE_CHECKING
 
 from andi.bench.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec
@@ -52,7 +64,10 @@ if TYPE_CHECKING:
     from andi.bench.protocol import FairProtocol
 
 __all__ = [
+    "D_MUON_GPT_CENTRE",
     "EDGE_ROUNDS",
+    "GPT_FULL_ARMS",
+    "GPT_FULL_ARM_NAMES",
     "STUDY_FIVE_SEED_ARMS",
     "STUDY_TASKS",
     "STUDY_TASK_STEPS",
@@ -80,6 +95,51 @@ WIDTH_TASKS = ("gpt-w64", "gpt-w128", "gpt-w256")
 #: Arms of ``width`` and ``study-saddle-full``.
 WIDTH_ARMS = ("adamw", "muon", "andi", "andi-hybrid")
 
+#: D-Muon's lr centre on the paper's GPT: the author's 0.02 (KellerJordan's scale √max(1, m/n)) moved to the
+#: AdamW-matched scale 0.2·√max(m, n). On the GPT's hidden matrices (fan-in 128 or 512, fan-out ≥ fan-in or not) the two
+#: agree at lr · 0.2·√128 = 0.02, i.e. lr = 0.1/√128 ≈ 0.0088.
+D_MUON_GPT_CENTRE = 0.1 / math.sqrt(128)
+#: The arms of ``study-gpt-full`` (module docstring): the v7 setting, each arm's own schedule, the v7 decay groups.
+GPT_FULL_ARMS = (
+    ArmSpec(
+        "adamw",
+        "adamw",
+        1e-3,
+        label="AdamW",
+        roles="all",
+        optimizer_kwargs=(("betas", (0.9, 0.999)), ("eps", 1e-8)),
+        weight_decay=0.01,
+        schedule="cosine-v7",
+        decay_rule="v7",
+        source="the v7 script's AdamW: torch defaults β (0.9, 0.999), ε 1e-8; weight decay 0.01 on the v7 groups; "
+        "lr centre its choice 1e-3",
+    ),
+    ArmSpec(
+        "andi",
+        "andi-v7",
+        0.09,
+        label="ANDI (v7)",
+        roles="all",
+        weight_decay=0.01,
+        schedule="wsd-v7",
+        decay_rule="v7",
+        source="the v7 class (compat='v7'): momentum 0.9, Nesterov; weight decay 0.01 on the v7 groups; lr centre "
+        "the author's choice 0.09",
+    ),
+    ArmSpec(
+        "d-muon",
+        "d-muon",
+        D_MUON_GPT_CENTRE,
+        label="D-Muon",
+        weight_decay=0.01,
+        schedule="wsd-v7",
+        decay_rule="v7",
+        source="Semenov et al. 2025: Muon (Nesterov 0.95, NS5, 0.2·√max(m, n)) on hidden matrices, AdamW (0.8, 0.999) "
+        "on the rest at the same lr; weight decay 0.01 on the v7 groups; lr centre the author's 0.02 on this scale",
+    ),
+)
+GPT_FULL_ARM_NAMES = tuple(a.name for a in GPT_FULL_ARMS)
+
 _SEEDS = dict(tuning_seeds=(0,), reporting_seeds=(1001, 1002, 1003, 1004, 1005), min_reporting_seeds=3)
 
 
@@ -95,7 +155,7 @@ def _for_tasks(arm: ArmSpec, tasks: tuple[str, ...], like: str) -> ArmSpec:
 
 
 def study_protocols() -> dict[str, FairProtocol]:
-    """``study``, ``study-saddle-full`` and ``width`` by name (see the module docstring)."""
+    """``study``, ``study-saddle-full``, ``width`` and ``study-gpt-full`` by name (see the module docstring)."""
     from andi.bench.protocol import FairProtocol
 
     every_arm = CORE_ARMS + FAMILY_ARMS
@@ -149,4 +209,24 @@ def study_protocols() -> dict[str, FairProtocol]:
         task_steps=tuple((t, WIDTH_STEPS) for t in WIDTH_TASKS),
         **{**common, "reporting_seeds": (1001, 1002), "min_reporting_seeds": 2},
     )
-    return {p.name: p for p in (study, saddle_full, width)}
+    gpt_full = FairProtocol(
+        name="study-gpt-full",
+        tasks=("gpt",),
+        arms=GPT_FULL_ARMS,
+        ks=(-1, 0, 1),
+        factor=2.0,
+        edge_extension=1,
+        edge_extension_rounds=3,
+        schedule="wsd-v7",
+        warmup_frac=0.1,
+        decay_frac=0.2,
+        default_arms=GPT_FULL_ARM_NAMES,
+        default_size="full",
+        description=(
+            "the GPT claim at the paper's size in the v7 setting: ANDI (v7), D-Muon, AdamW with weight decay 0.01 on "
+            "the v7 groups and their v7 schedules; 3-point factor-2 grid around each arm's centre with up to 3 "
+            "one-point edge-extension rounds, 1 tuning seed (val) + 5 reporting seeds (test)"
+        ),
+        **_SEEDS,
+    )
+    return {p.name: p for p in (study, saddle_full, width, gpt_full)}

@@ -30,6 +30,11 @@ after ``backward()`` and before ``optimizer.step()`` (the same step indexing as 
 that of the same parameters and batch); ``null`` when non-finite. The step-0 evaluation has no gradient before
 it, and a run that never evaluates (``eval_split="none"``) records none. Records written before this field
 existed lack both keys and stay valid.
+
+``eval_schedule="v7"`` evaluates as the author's v7 experiment does (``experiments/ANDI.py`` @5cb1d03): after the
+update of every step ``s`` with ``s % eval_every == 0`` (recorded at ``s + 1`` updates; no evaluation before training
+and none added at the end), and the run's final metrics are the means of the last 5 evaluations (its score).
+``decay_rule="v7"`` gives weight decay to the author's v7 groups only (:func:`andi.decayed_parameters`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from torch import nn
 
 import andi
 
+from ..routing import DECAY_RULES
 from .schedules import SCHEDULES, lr_scheduler
 from .tasks import SIZES, Task, get_task
 from .util import device_info, progress_bar, sync, versions
@@ -62,6 +68,13 @@ __all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "global_g
 SCHEMA_VERSION = 1
 EVAL_SPLITS = ("val", "test", "none")
 ROLE_MODES = ("standard", "all")
+EVAL_SCHEDULES = ("standard", "v7")
+#: Evaluations the v7 score averages (``np.mean(v[-5:])`` in the author's script).
+V7_SCORE_EVALUATIONS = 5
+_V7_SCORE_RULE = f"mean of the last {V7_SCORE_EVALUATIONS} evaluations"
+#: Fields added after records existed: left out of :meth:`RunConfig.to_dict` (and so of every key) at these values,
+#: so the configs and keys of every earlier run are unchanged.
+_LATER_FIELDS = {"decay_rule": "all", "eval_schedule": "standard"}
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 #: Exceptions from ``optimizer.step()`` that mean the run diverged (non-finite gradients or states), not a bug:
 #: ANDI raises FloatingPointError on a non-finite gradient; factorizations fail on non-finite input.
@@ -90,7 +103,8 @@ class RunConfig:
     :func:`andi.param_roles` plus the task's overrides (hidden matrices to the matrix optimizer, the rest to
     AdamW for hybrid arms); ``"all"`` gives every parameter the role ``hidden_matrix`` so the named optimizer
     updates all of them. ``eval_every=0`` disables intermediate evaluations (the final one still runs unless
-    ``eval_split="none"``).
+    ``eval_split="none"``). ``decay_rule`` chooses which parameters ``weight_decay`` applies to (``"all"``, or the
+    author's v7 groups ``"v7"``); ``eval_schedule="v7"`` evaluates and scores as the v7 experiment (module docstring).
     """
 
     task: str
@@ -112,6 +126,8 @@ class RunConfig:
     train_record_every: int = 1
     device: str = "cpu"
     dtype: str = "float32"
+    decay_rule: str = "all"
+    eval_schedule: str = "standard"
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -142,6 +158,8 @@ class RunConfig:
             ("eval_split", EVAL_SPLITS),
             ("roles", ROLE_MODES),
             ("dtype", _DTYPES),
+            ("decay_rule", DECAY_RULES),
+            ("eval_schedule", EVAL_SCHEDULES),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"RunConfig.{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -162,6 +180,9 @@ class RunConfig:
         """JSON-ready dict; ``optimizer_kwargs`` becomes a ``{name: value}`` mapping (tuples as lists)."""
         d = asdict(self)
         d["optimizer_kwargs"] = {k: _thaw(v) for k, v in self.optimizer_kwargs}
+        for name, default in _LATER_FIELDS.items():
+            if d[name] == default:
+                del d[name]
         return d
 
     @classmethod
@@ -248,6 +269,7 @@ def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[to
         lr=config.lr,
         roles=roles,
         weight_decay=config.weight_decay,
+        decay_rule=config.decay_rule,
         **dict(config.optimizer_kwargs),
     )
     return optimizer, roles
@@ -346,9 +368,19 @@ def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
         history.final_metrics = {k: float(v) for k, v in metrics.items()}
         return True
 
+    v7 = config.eval_schedule == "v7"
+
+    def evaluates_after(done: int) -> bool:
+        """Whether an evaluation (and a gradient-norm record) follows the update that completes ``done`` steps."""
+        if not evaluating:
+            return False
+        if v7:
+            return eval_every > 0 and (done - 1) % eval_every == 0
+        return done == steps or (eval_every > 0 and done % eval_every == 0)
+
     bar = progress_bar(steps, f"{config.task}/{config.optimizer} lr={config.lr:g}", enabled=progress)
     try:
-        if evaluating and eval_every > 0 and not evaluate(0):
+        if evaluating and eval_every > 0 and not v7 and not evaluate(0):
             history.diverge(0)
         step = 0
         while history.status == "ok" and step < steps:
@@ -360,7 +392,7 @@ def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            if evaluating and (step + 1 == steps or (eval_every > 0 and (step + 1) % eval_every == 0)):
+            if evaluates_after(step + 1):
                 grad_norm = global_grad_norm(model.parameters())  # no sync: read in _build_record
                 if grad_norm is not None:
                     history.grad_norm_steps.append(step)
@@ -386,13 +418,21 @@ def _train(prepared: _PreparedRun, *, progress: bool) -> _TrainingHistory:
             bar.update(1)
             if step % 10 == 0 or step == steps:
                 bar.set_postfix(loss=f"{value:.4g}", refresh=False)
-            if evaluating and eval_every > 0 and step % eval_every == 0 and step < steps and not evaluate(step):
+            due = evaluates_after(step) if v7 else (evaluating and eval_every > 0 and step % eval_every == 0)
+            if due and step < steps + v7 and not evaluate(step):
                 history.diverge(step)
-        if history.status == "ok" and evaluating and not evaluate(steps):
+        if history.status == "ok" and evaluating and not v7 and not evaluate(steps):
             history.diverge(steps)
+        if history.status == "ok" and v7:
+            history.final_metrics = _v7_score(history.eval_values)
     finally:
         bar.close()
     return history
+
+
+def _v7_score(eval_values: Mapping[str, list[float]]) -> dict[str, float]:
+    """The v7 experiment's score of every metric: the mean of its last :data:`V7_SCORE_EVALUATIONS` evaluations."""
+    return {name: float(np.mean(values[-V7_SCORE_EVALUATIONS:])) for name, values in eval_values.items() if values}
 
 
 def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: float) -> dict:
@@ -444,6 +484,7 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
             "value": history.final_metrics.get(task.primary_metric) if evaluated else None,
             "train_loss_last100": float(statistics.fmean(history.last100)) if ok and history.last100 else None,
             "metrics": history.final_metrics if evaluated else {},
+            **({"rule": _V7_SCORE_RULE} if config.eval_schedule == "v7" else {}),
         },
         "timing": {
             "total_s": time.perf_counter() - started,

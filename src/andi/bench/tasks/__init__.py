@@ -1,6 +1,7 @@
 """Benchmark tasks: the paper's three (``saddle``, ``cifar``, ``gpt``), a CPU-sized CIFAR variant
 (``cifar-proj``), toy landscapes (``rosenbrock``, ``quadratic``, ``rotated-quadratic`` and their
-``-noisy`` variants) and char-GPT width variants for lr transfer (``gpt-w64``, ``gpt-w128``, ``gpt-w256``). See
+``-noisy`` variants), char-GPT width variants for lr transfer (``gpt-w64``, ``gpt-w128``, ``gpt-w256``) and the
+author's v7 GPT setting for its replay (``gpt-v7``). See
 :class:`andi.bench.tasks.base.Task` for the interface.
 
 Example::
@@ -18,7 +19,7 @@ import os
 from typing import Any
 
 from .base import SIZES, SPLIT_MODES, SizeSpec, Task
-from .char_gpt import GPT_WIDTHS, CharGPTTask, char_gpt_width_task
+from .char_gpt import GPT_WIDTHS, CharGPTTask, CharGPTV7Task, char_gpt_width_task
 from .cifar_projection_mlp import CifarProjectionTask
 from .cifar_resnet9 import CifarTask
 from .saddle import SaddleTask
@@ -39,6 +40,7 @@ TASKS: dict[str, type[Task]] = {
         SaddleTask,
         CifarTask,
         CharGPTTask,
+        CharGPTV7Task,
         CifarProjectionTask,
         RosenbrockTask,
         QuadraticTask,

@@ -24,6 +24,9 @@ Width variants (``gpt-w64``, ``gpt-w128``, ``gpt-w256``; :func:`char_gpt_width_t
 same task with ``n_embd`` set to the width and ``n_head`` scaled so that the head size stays that of the size's base
 model (16 at ``cpu``, 32 at ``full``; at ``smoke`` half the width, head size 16); every other setting is the size's.
 ``gpt-w64`` at ``cpu`` is ``gpt`` at ``cpu``; ``gpt-w128`` at ``full`` is the paper's model.
+
+``gpt-v7`` (:class:`CharGPTV7Task`) is the data and evaluation of the author's v7 experiment (``experiments/ANDI.py``
+@5cb1d03), for its replay: see the class.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,7 +42,15 @@ from torch import Tensor, nn
 from .. import data
 from .base import Batch, DataRoot, SizeSpec, Task, random_windows
 
-__all__ = ["GPT_WIDTHS", "PAPER_GPT", "CharGPT", "CharGPTTask", "char_gpt_width_task"]
+__all__ = [
+    "GPT_WIDTHS",
+    "PAPER_GPT",
+    "V7_EVAL_BATCHES",
+    "CharGPT",
+    "CharGPTTask",
+    "CharGPTV7Task",
+    "char_gpt_width_task",
+]
 
 PAPER_GPT = {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4}
 
@@ -227,3 +239,98 @@ def char_gpt_width_task(width: int) -> type[CharGPTTask]:
     }
     doc = f"Char-GPT of width {width} (``n_embd``; see :func:`char_gpt_width_task`)."
     return type(f"CharGPTWidth{width}Task", (CharGPTTask,), {"name": f"gpt-w{width}", "sizes": sizes, "__doc__": doc})
+
+
+#: Random validation batches per evaluation in the v7 experiment (its ``EVAL_STEPS``).
+V7_EVAL_BATCHES = 50
+
+
+class CharGPTV7Task(CharGPTTask):
+    """The char-GPT as the author's v7 experiment trains and scores it (task ``gpt-v7``; the replay's only).
+
+    * Splits: characters [0, 90 %) train, [90 %, 100 %) ``"val"`` (the script's ``prepare_shakespeare``); there is no
+      test split, so selection and reporting see the same numbers, as in the script.
+    * One random stream for everything: the script seeds the global generator, builds the model (which draws the
+      init from it) and then draws every training window *and* every validation window from it. The stream of
+      :meth:`train_batches` starts from the generator state the model's init leaves behind, and :meth:`evaluate`
+      draws from that same stream, so the windows are the script's on CPU, in the script's order.
+    * An evaluation is the mean loss (``np.mean`` of the batch means) over :data:`V7_EVAL_BATCHES` random windows
+      batches of the training batch size; the runner's ``eval_schedule="v7"`` calls it after the update of every
+      50th step and scores a run by the mean of its last 5 evaluations.
+
+    Evaluate only after :meth:`train_batches` (the stream it evaluates from is created there).
+    """
+
+    name = "gpt-v7"
+    sizes: ClassVar[Mapping[str, SizeSpec]] = {
+        size: SizeSpec(
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            eval_every=50 if size == "full" else spec.eval_every,
+            model=dict(spec.model),
+            subset={k: v for k, v in spec.subset.items() if k == "train"},
+        )
+        for size, spec in CharGPTTask.sizes.items()
+    }
+
+    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
+        super().__init__(size, data_root, split_mode=split_mode)
+        self._stream: torch.Generator | None = None
+        self._eval_batch_size = self.default_batch_size
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("val",)
+
+    def _tokens(self, split: str, device: torch.device) -> Tensor:
+        key = (split, str(device))
+        if key not in self._cache:
+            codes = self._load()
+            cut = int(0.9 * len(codes))
+            part = codes[:cut] if split == "train" else codes[cut:]
+            cap = self.spec.subset.get(split)
+            self._cache[key] = (part[:cap] if cap else part).to(device)
+        return self._cache[key]
+
+    def train_batches(
+        self,
+        seed: int,
+        *,
+        batch_size: int | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> Iterator[Batch]:
+        device = torch.device(device)
+        tokens = self._tokens("train", device)
+        self._tokens("val", device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build_model(seed)  # advance the generator exactly as the script's model construction does
+            state = torch.get_rng_state()
+        self._stream = torch.Generator().manual_seed(seed)
+        self._stream.set_state(state)
+        self._eval_batch_size = batch_size or self.default_batch_size
+        block, size = self.block_size, self._eval_batch_size
+        offsets = torch.arange(block + 1, device=device)
+        stream = self._stream
+
+        def batches() -> Iterator[Batch]:
+            while True:
+                ix = torch.randint(len(tokens) - block, (size,), generator=stream)
+                windows = tokens[ix.to(device)[:, None] + offsets]
+                yield windows[:, :-1], windows[:, 1:]
+
+        return batches()
+
+    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+        if self._stream is None:
+            raise RuntimeError("gpt-v7 evaluates from its training stream: call train_batches first")
+        tokens = self._tokens(split, device)
+        block = self.block_size
+        offsets = torch.arange(block + 1, device=device)
+        losses = []
+        for _ in range(V7_EVAL_BATCHES):
+            ix = torch.randint(len(tokens) - block, (self._eval_batch_size,), generator=self._stream)
+            windows = tokens[ix.to(device)[:, None] + offsets]
+            losses.append(self.loss(model, (windows[:, :-1], windows[:, 1:])).item())
+        return {"loss": float(np.mean(losses))}
