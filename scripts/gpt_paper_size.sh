@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The two studies of the GPT claim at the paper's size (docs/results/gpt-paper-size/claim.md), run or resumed:
+#   1. replay-v7       -> docs/results/replay-v7/records       (6 runs)
+#   2. study-gpt-full  -> docs/results/gpt-paper-size/records  (about 27-33 runs)
+# Each run takes about 30 minutes on one CPU thread, so this is meant for the background, for hours, across sessions:
+# every finished run is a JSON record in those folders (commit them whenever you stop); a new invocation computes only
+# what is missing. The code runs from a snapshot of the committed tree (git archive HEAD into a temporary folder),
+# so editing the working tree while it runs changes nothing; it runs at the lowest CPU priority (nice 19), so tests
+# and builds beside it keep their speed.
+#
+#   scripts/gpt_paper_size.sh                 # both studies, 2 workers
+#   WORKERS=1 scripts/gpt_paper_size.sh       # leave a core free
+#   STUDIES=study-gpt-full scripts/gpt_paper_size.sh
+#   DEVICE=cuda scripts/gpt_paper_size.sh     # on a GPU (see scripts/gpu_evidence.sh)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+workers="${WORKERS:-2}"
+device="${DEVICE:-cpu}"
+data="${ANDI_DATA_ROOT:-$root/../shared/data}"
+studies="${STUDIES:-replay-v7 study-gpt-full}"
+
+snapshot="$(mktemp -d)"
+trap 'rm -rf "$snapshot"' EXIT
+git -C "$root" archive HEAD src | tar -x -C "$snapshot"
+echo "code: $(git -C "$root" rev-parse --short HEAD) (snapshot in $snapshot); data: $data; $workers worker(s) on $device"
+
+out_of() {
+    case "$1" in
+        replay-v7) echo "$root/docs/results/replay-v7/records" ;;
+        study-gpt-full) echo "$root/docs/results/gpt-paper-size/records" ;;
+        *) echo "unknown study $1" >&2; exit 2 ;;
+    esac
+}
+
+for study in $studies; do
+    out="$(out_of "$study")"
+    mkdir -p "$out"
+    echo "== $study -> $out ($(find "$out" -maxdepth 1 -name '*.json' ! -name 'manifest-*' | wc -l) records so far)"
+    PYTHONPATH="$snapshot/src" nice -n 19 python -m andi.bench run --protocol "$study" --workers "$workers" \
+        --threads 1 --device "$device" --data-root "$data" --out "$out" --no-progress
+done
