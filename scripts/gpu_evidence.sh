@@ -6,9 +6,11 @@
 # Runs from the source tree (PYTHONPATH=src: no install, no network), reads data from --data-root (FashionMNIST and
 # TinyShakespeare, 31 MB; CIFAR-10 is left out, so is the `cifar` task) and writes, in order of importance:
 #   1. pytest tests/gpu                        the CUDA paths (fused/Triton/compiled) against the reference loop
-#   2. andi-bench step 32x4096^2 gpt124m       optimizer-step timings, GB/s against the HBM peak
-#   3. replay saddle,gpt --size full           the paper's protocol, 8 runs packed on each GPU
-#   4. fair gpt --size full                    andi / andi-hybrid / adamw / muon, 3 reporting seeds, packed
+#   2. replay-v7 --size full                   the author's v7 GPT experiment (6 runs; docs/results/replay-v7)
+#   3. study-gpt-full --size full              the GPT claim at the paper's size (docs/results/gpt-paper-size)
+#   4. andi-bench step 32x4096^2 gpt124m       optimizer-step timings, GB/s against the HBM peak
+#   5. replay saddle,gpt --size full           the paper's protocol, 8 runs packed on each GPU
+#   6. fair gpt --size full                    andi / andi-hybrid / adamw / muon, 3 reporting seeds, packed
 # Each part gets its share of --budget (default 420 s = 7 minutes) and is stopped at it; sweeps keep the records they
 # finished, and the summary says which part stopped where. Everything ends up in two files under --out:
 # summary.md (what ran, for how long, with which result) and evidence.tar.gz (logs, records, reports, step tables).
@@ -78,12 +80,16 @@ except ImportError:
 EOF
 command -v nvidia-smi >/dev/null && nvidia-smi >>"$work/env.txt" 2>&1
 
-part gpu-tests 20 python -m pytest -q -p no:cacheprovider "${gpu_tests[@]}" "$repo/tests/gpu"
-part step-bench 15 python -m andi.bench step --device "$device" --shapes "${shapes[@]}" "${step_opts[@]}" \
+part gpu-tests 15 python -m pytest -q -p no:cacheprovider "${gpu_tests[@]}" "$repo/tests/gpu"
+part replay-v7 15 python -m andi.bench run --protocol replay-v7 --size "$size" --device "$device" "${pack[@]}" \
+    --data-root "$data_root" --out "$work/replay-v7"
+part gpt-paper-size 30 python -m andi.bench run --protocol study-gpt-full --size "$size" --device "$device" \
+    "${pack[@]}" --data-root "$data_root" --out "$work/gpt-paper-size"
+part step-bench 10 python -m andi.bench step --device "$device" --shapes "${shapes[@]}" "${step_opts[@]}" \
     --out "$work/step" --no-plot --quiet
-part replay 30 python -m andi.bench run --protocol replay --task saddle,gpt --size "$size" --device "$device" \
+part replay 15 python -m andi.bench run --protocol replay --task saddle,gpt --size "$size" --device "$device" \
     "${pack[@]}" --data-root "$data_root" --out "$work/replay"
-part fair-gpt 35 python -m andi.bench run --protocol fair --task gpt --optimizers andi,andi-hybrid,adamw,muon \
+part fair-gpt 15 python -m andi.bench run --protocol fair --task gpt --optimizers andi,andi-hybrid,adamw,muon \
     --reporting-seeds 1001,1002,1003 --size "$size" --device "$device" "${pack[@]}" --data-root "$data_root" \
     --out "$work/fair-gpt"
 
@@ -101,7 +107,8 @@ part fair-gpt 35 python -m andi.bench run --protocol fair --task gpt --optimizer
     echo "|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
     echo
-    echo "Reports: evidence/replay/report.md, evidence/fair-gpt/report.md; step timings: evidence/step/step_bench.md"
+    echo "Reports: evidence/{replay-v7,gpt-paper-size,replay,fair-gpt}/report.md; step timings:"
+    echo "evidence/step/step_bench.md"
     echo "(all inside evidence.tar.gz). Re-run \`andi-bench report DIR\` on an unpacked folder to regenerate a report."
 } >"$summary"
 

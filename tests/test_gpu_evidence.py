@@ -1,6 +1,7 @@
 """``scripts/gpu_evidence.sh`` end to end at smoke size on CPU: the script a GPU session runs once must work there.
 
-It runs every part (the GPU tests, the step benchmark, the packed replay and the fair GPT study) with
+It runs every part (the GPU tests, the two paper-size GPT studies, the step benchmark, the packed replay and the fair
+GPT study) with
 ``--device cpu --size smoke`` and must leave exactly two files: ``summary.md`` and ``evidence.tar.gz``.
 """
 
@@ -55,7 +56,14 @@ def test_the_script_runs_end_to_end_at_smoke_size(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["evidence.tar.gz", "summary.md"]
     summary = (out / "summary.md").read_text()
     rows = [line for line in summary.splitlines() if line.startswith("| ") and not line.startswith("| part")]
-    assert [r.split("|")[1].strip() for r in rows] == ["gpu-tests", "step-bench", "replay", "fair-gpt"]
+    assert [r.split("|")[1].strip() for r in rows] == [
+        "gpu-tests",
+        "replay-v7",
+        "gpt-paper-size",
+        "step-bench",
+        "replay",
+        "fair-gpt",
+    ]
     assert all(r.split("|")[3].strip() == "ok" for r in rows), summary
     with tarfile.open(out / "evidence.tar.gz") as tar:
         names = set(tar.getnames())
