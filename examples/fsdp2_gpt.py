@@ -196,7 +196,7 @@ def train(args: argparse.Namespace) -> float:
     """Run the training loop; returns the last logged (rank-averaged) loss."""
     from torch.distributed.tensor.debug import CommDebugMode
 
-    from andi.bench.data import load_tinyshakespeare
+    from andi.bench.tasks.data import load_tinyshakespeare
 
     rank, world, device = _setup(args.device)
     if args.batch_size % world:

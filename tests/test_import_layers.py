@@ -1,8 +1,11 @@
 """Imports flow one way: bench → optim/routing → functional, distributed → functional; the math imports nothing above.
+Inside the benchmark: CLI → report → execution → protocols → tasks → base (util, errors), and the step benchmark
+beside them on the base alone. No module imports itself back through any chain (no import cycle).
 
-Checked two ways: statically, every ``import`` in the package (lazy ones inside functions too) against the layer
-table, and for private names (``from x import _y`` across packages); and dynamically, each layer imported alone in a
-fresh interpreter (the package ``__init__`` bypassed) must not pull in a layer above it.
+Checked two ways: statically, every ``import`` in the package (lazy ones inside functions and ``TYPE_CHECKING``
+blocks too) against the layer table, for private names (``from x import _y`` across packages) and for cycles; and
+dynamically, each layer imported alone in a fresh interpreter (the package ``__init__`` bypassed) must not pull in a
+layer above it.
 """
 
 from __future__ import annotations
@@ -22,8 +25,31 @@ ALLOWED: dict[str, set[str]] = {
     "distributed": {"functional"},
     "routing": set(),
     "optim": {"functional", "routing"},
-    "bench": {"functional", "optim", "routing", "distributed", "top"},
-    "top": {"functional", "optim", "routing", "distributed", "bench"},
+    "top": {"functional", "optim", "routing", "distributed", *(f"bench.{b}" for b in ("cli",))},
+}
+_LIBRARY = {"functional", "optim", "routing", "distributed", "top"}
+#: The benchmark's subpackages, top to bottom; each may import the library and the layers listed.
+ALLOWED.update(
+    {
+        "bench.base": _LIBRARY,
+        "bench.tasks": _LIBRARY | {"bench.base"},
+        "bench.protocols": _LIBRARY | {"bench.base", "bench.tasks"},
+        "bench.execution": _LIBRARY | {"bench.base", "bench.tasks", "bench.protocols"},
+        "bench.report": _LIBRARY | {"bench.base", "bench.execution"},
+        "bench.stepbench": _LIBRARY | {"bench.base"},
+        "bench.cli": _LIBRARY
+        | {"bench.base", "bench.tasks", "bench.protocols", "bench.execution", "bench.report", "bench.stepbench"},
+    }
+)
+_BENCH_SUBPACKAGES = ("tasks", "protocols", "execution", "report", "stepbench")
+#: Top-level modules of ``andi.bench`` and their layer (the subpackages are layers of their own).
+_BENCH_MODULES = {
+    "util": "base",
+    "errors": "base",
+    "cli": "cli",
+    "launcher": "cli",
+    "preflight": "cli",
+    "__main__": "cli",
 }
 
 
@@ -33,6 +59,15 @@ def _layer(module: str) -> str:
         raise ValueError(module)
     if len(parts) == 1 or parts[1] == "__init__":
         return "top"
+    if parts[1] == "bench":
+        if len(parts) == 2:
+            return "bench.cli"
+        sub = parts[2]
+        if sub in _BENCH_SUBPACKAGES:
+            return f"bench.{sub}"
+        if sub not in _BENCH_MODULES:
+            raise AssertionError(f"andi.bench.{sub} has no layer: add it to _BENCH_MODULES or to a subpackage")
+        return f"bench.{_BENCH_MODULES[sub]}"
     return parts[1]
 
 
@@ -86,12 +121,71 @@ def test_every_import_flows_down_the_layers() -> None:
     assert not violations, "upward imports:\n" + "\n".join(violations)
 
 
+def _package(module: str) -> list[str]:
+    """The package a module belongs to for the private-name rule: ``andi.<pkg>``, or ``andi.bench.<sub>``."""
+    parts = module.split(".")
+    subpackage = parts[:2] == ["andi", "bench"] and len(parts) >= 3 and parts[2] in _BENCH_SUBPACKAGES
+    return parts[:3] if subpackage else parts[:2]
+
+
+def _edges() -> dict[str, set[str]]:
+    """module -> the modules it imports (a ``from pkg import name`` names ``pkg.name`` when that is a module)."""
+    modules = {_module_name(p) for p in _sources()}
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for path in _sources():
+        here = _module_name(path)
+        for _, target, names in _imports(path):
+            subs = {f"{target}.{n}" for n in names if f"{target}.{n}" in modules}
+            if subs and len(subs) == len(names):
+                graph[here] |= subs
+            else:
+                graph[here] |= subs | ({target} if target in modules else set())
+        graph[here].discard(here)
+    return graph
+
+
+def test_no_import_cycle_anywhere() -> None:
+    graph = _edges()
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycles.append([*stack[stack.index(n) :], n])
+            elif n not in state:
+                visit(n)
+        stack.pop()
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch) -> None:
+    """The check above is not vacuous: two modules importing each other lazily are reported."""
+    pkg = tmp_path / "andi"
+    (pkg / "bench").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "bench" / "__init__.py").write_text("")
+    (pkg / "bench" / "util.py").write_text("def f():\n    from andi.bench import errors\n")
+    (pkg / "bench" / "errors.py").write_text("from andi.bench.util import f\n")
+    monkeypatch.setattr(sys.modules[__name__], "SRC", pkg)
+    with pytest.raises(AssertionError, match=r"import cycles"):
+        test_no_import_cycle_anywhere()
+
+
 def test_no_private_name_is_imported_from_another_package() -> None:
     violations = []
     for path in _sources():
-        here = _module_name(path).split(".")[:2]
+        here = _package(_module_name(path))
         for line, target, names in _imports(path):
-            other_package = target.split(".")[:2] != here
+            other_package = _package(target) != here
             private = [n for n in names if n.startswith("_")] + [p for p in target.split(".") if p.startswith("_")]
             if other_package and private:
                 violations.append(f"{path.relative_to(SRC)}:{line}: {target} {private}")
@@ -116,6 +210,8 @@ print(",".join(loaded))
         ("andi.distributed", {"distributed", "functional"}),
         ("andi.routing", {"routing"}),
         ("andi.optim", {"optim", "functional", "routing"}),
+        ("andi.bench.tasks", {"bench", "functional", "optim", "routing"}),
+        ("andi.bench.protocols", {"bench", "functional", "optim", "routing"}),
     ],
 )
 def test_each_layer_imports_alone(module: str, may_load: set[str]) -> None:

@@ -1,4 +1,4 @@
-"""Synthetic run records for the sweep/report/CLI tests: same schema as andi.bench.runner.run, no training.
+"""Synthetic run records for the sweep/report/CLI tests: same schema as andi.bench.execution.runner.run, no training.
 
 ``fake_record(config)`` is a deterministic function of the config: a loss curve whose final value depends
 smoothly on ``log2(lr / best_lr)`` per optimizer plus a seed-dependent offset, divergence (NaN, status
@@ -12,8 +12,7 @@ import math
 import statistics
 from typing import Any
 
-from andi.bench import stats
-from andi.bench.report import ArmResult
+from andi.bench.report import ArmResult, stats
 
 BEST_LR = {"adamw": 2e-3, "muon": 0.02, "andi": 0.01, "andi-reference": 0.05, "muon-andi-paper": 0.05}
 QUALITY = {"adamw": 0.30, "muon": 0.25, "andi": 0.22, "andi-reference": 0.24, "muon-andi-paper": 0.28}

@@ -3,7 +3,7 @@
 ``synthetic_data_root`` is a data root with Fashion-MNIST (idx gz), CIFAR-10 (binary batches) and
 TinyShakespeare-like text files, a few hundred examples each, whose checksums are registered as trusted for
 the duration of the test. Pass it as ``data_root`` to :func:`andi.bench.tasks.get_task` or
-:func:`andi.bench.runner.run`. Every test in this folder runs with ``ANDI_DATA_DOWNLOAD=0``.
+:func:`andi.bench.execution.runner.run`. Every test in this folder runs with ``ANDI_DATA_DOWNLOAD=0``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from andi.bench import data
+from andi.bench.tasks import data
 
 FASHION_TRAIN, FASHION_TEST = 600, 120
 CIFAR_PER_BATCH, CIFAR_TEST = 60, 120

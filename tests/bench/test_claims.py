@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun, fake_record
 
-from andi.bench.claims import ClaimInfo, Claims, pid_alive, process_start
-from andi.bench.runner import RunConfig
-from andi.bench.sweep import Sweep
+from andi.bench.execution.claims import ClaimInfo, Claims, pid_alive, process_start
+from andi.bench.execution.runner import RunConfig
+from andi.bench.execution.sweep import Sweep
 
 CONFIG = RunConfig(task="saddle", size="smoke", optimizer="adamw", lr=1e-3, steps=30)
 

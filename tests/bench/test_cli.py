@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun
 
-import andi.bench.runner as runner_mod
+import andi.bench.execution.runner as runner_mod
 from andi.bench import cli
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from andi.bench import data, util
+from andi.bench import util
+from andi.bench.tasks import data
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 

@@ -11,11 +11,11 @@ import pytest
 from _bench_fakes import ENV_FAIL, ENV_KILL, ENV_MARKERS, ENV_SLEEP, computations, marked_fake_record
 
 from andi.bench import cli, preflight
-from andi.bench import protocol as P
-from andi.bench.claims import pid_alive
-from andi.bench.executors import LocalExecutor, SerialExecutor
+from andi.bench import protocols as P
+from andi.bench.execution.claims import pid_alive
+from andi.bench.execution.executors import LocalExecutor, SerialExecutor
+from andi.bench.execution.sweep import Sweep, run_protocol
 from andi.bench.report import generate_report
-from andi.bench.sweep import Sweep, run_protocol
 
 #: The fields a run's numbers live in; timing, memory peaks (RSS of the process) and execution may differ.
 METRIC_FIELDS = ("key", "config", "status", "diverged_at", "train", "eval", "final", "resolved", "optimizer_info")
@@ -188,7 +188,7 @@ def test_run_failing_once_succeeds_on_the_retry(tmp_path: Path, markers: Path, m
 
 def test_missing_data_stops_the_sweep(tmp_path: Path) -> None:
     """A dataset that vanished is the machine's problem, not the run's: no retry, no failed record, exit 3."""
-    from andi.bench.data import DataMissingError
+    from andi.bench.tasks.data import DataMissingError
 
     def no_data(config, **kw):
         raise DataMissingError("FashionMNIST is missing")
@@ -253,7 +253,7 @@ def test_ray_missing_names_the_extra(
     assert "Ray is not installed; pip install 'andi-optim[ray]'" in capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # and the executor itself, used from Python
     from andi.bench.errors import SetupError
-    from andi.bench.executors import RayExecutor
+    from andi.bench.execution.executors import RayExecutor
 
     with pytest.raises(SetupError, match=r"andi-optim\[ray\]"):
         RayExecutor()

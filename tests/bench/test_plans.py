@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun, fake_record
 
-from andi.bench import protocol as P
-from andi.bench.plans import Stage, fair_plan, planned_runs, replay_plan
-from andi.bench.sweep import Sweep, run_protocol
+from andi.bench import protocols as P
+from andi.bench.execution.sweep import Sweep, run_protocol
+from andi.bench.protocols.plans import Stage, fair_plan, planned_runs, replay_plan
 
 
 def _drive(plan) -> tuple[list[Stage], dict]:

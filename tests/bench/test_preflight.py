@@ -10,7 +10,7 @@ import pytest
 
 from andi.bench import preflight
 from andi.bench.errors import SetupError, UsageError, one_line
-from andi.bench.protocol import FAIR, REPLAY
+from andi.bench.protocols import FAIR, REPLAY
 
 
 def test_unwritable_directory_is_a_setup_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

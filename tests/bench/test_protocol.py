@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from andi.bench import protocol as P
+from andi.bench import protocols as P
 
 
 # ------------------------------------------------------------------------------------------------ replay
@@ -166,7 +166,7 @@ def test_protocols_are_frozen() -> None:
 def test_every_fair_arm_runs_through_the_registry(arm: str) -> None:
     """Each declared arm's optimizer name and fixed kwargs are accepted by andi.create_optimizer."""
     import andi
-    from andi.bench.runner import run
+    from andi.bench.execution.runner import run
 
     spec = P.FAIR.arm(arm)
     if spec.optimizer not in andi.list_optimizers():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from andi.bench import protocol as P
-from andi.bench.executors import RayExecutor
-from andi.bench.sweep import Sweep, run_protocol
+from andi.bench import protocols as P
+from andi.bench.execution.executors import RayExecutor
+from andi.bench.execution.sweep import Sweep, run_protocol
 
 METRIC_FIELDS = ("key", "config", "status", "diverged_at", "train", "eval", "final", "resolved", "optimizer_info")
 

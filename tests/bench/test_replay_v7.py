@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import andi
-from andi.bench.protocol import REPLAY_V7, STUDY_GPT_FULL, get_protocol
-from andi.bench.protocols_study import D_MUON_GPT_CENTRE
-from andi.bench.runner import RunConfig, run
+from andi.bench.execution.runner import RunConfig, run
+from andi.bench.protocols import REPLAY_V7, STUDY_GPT_FULL, get_protocol
+from andi.bench.protocols.study import D_MUON_GPT_CENTRE
 from andi.bench.tasks import get_task
 from andi.bench.tasks.char_gpt import CharGPT
 

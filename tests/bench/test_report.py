@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun
 
-from andi.bench import protocol as P
+from andi.bench import protocols as P
+from andi.bench.execution.sweep import Sweep, run_fair, run_replay
 from andi.bench.report import fmt, fmt_bytes, generate_report
-from andi.bench.sweep import Sweep, run_fair, run_replay
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROTO = P.FairProtocol(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from _bench_fakes import CountingRun
 
-from andi.bench import protocol as P
-from andi.bench.executors import SerialExecutor
+from andi.bench import protocols as P
+from andi.bench.execution.executors import SerialExecutor
+from andi.bench.execution.store import validate_record
+from andi.bench.execution.sweep import Sweep, run_fair
 from andi.bench.report import generate_report
-from andi.bench.store import validate_record
-from andi.bench.sweep import Sweep, run_fair
 
 
 class _PackedGpu(SerialExecutor):

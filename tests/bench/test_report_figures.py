@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 from _bench_fakes import CountingRun
 
-from andi.bench import protocol as P
-from andi.bench import stats
-from andi.bench.report import ArmResult, TaskResult, generate_report
-from andi.bench.report_figures import quality_ratios
-from andi.bench.store import validate_record
-from andi.bench.sweep import Sweep, run_fair
+from andi.bench import protocols as P
+from andi.bench.execution.store import validate_record
+from andi.bench.execution.sweep import Sweep, run_fair
+from andi.bench.report import ArmResult, TaskResult, generate_report, stats
+from andi.bench.report.figures import quality_ratios
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PROTO = P.FairProtocol(

@@ -26,7 +26,8 @@ import pytest
 from _bench_fakes import CountingRun, Z, arm_result, fake_record, sample
 
 from andi.bench import cli
-from andi.bench import protocol as P
+from andi.bench import protocols as P
+from andi.bench.execution.sweep import Sweep, run_fair
 from andi.bench.report import (
     Comparison,
     TaskResult,
@@ -34,8 +35,7 @@ from andi.bench.report import (
     head_to_head,
     width_tasks,
 )
-from andi.bench.report_tables import fmt, width_table_lines
-from andi.bench.sweep import Sweep, run_fair
+from andi.bench.report.tables import fmt, width_table_lines
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDTHS = {"gpt-w64": 64, "gpt-w128": 128, "gpt-w256": 256}
@@ -150,7 +150,7 @@ def _group() -> list[TaskResult]:
 
 
 def _holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, written out independently of :mod:`andi.bench.stats`."""
+    """Holm's step-down adjusted p-values, written out independently of :mod:`andi.bench.report.stats`."""
     m = len(pvalues)
     order = sorted(range(m), key=lambda i: pvalues[i])
     adjusted, running = [0.0] * m, 0.0

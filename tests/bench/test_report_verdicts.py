@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from _bench_fakes import SEEDS, arm_result, fake_record, sample
 
-from andi.bench import protocol as P
-from andi.bench import stats
-from andi.bench.report import ArmResult, Comparison, _compare, apply_holm, generate_report
-from andi.bench.sweep import Sweep, run_fair
+from andi.bench import protocols as P
+from andi.bench.execution.sweep import Sweep, run_fair
+from andi.bench.report import ArmResult, Comparison, apply_holm, generate_report, stats
+from andi.bench.report.analysis import _compare
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

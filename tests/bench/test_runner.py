@@ -12,10 +12,10 @@ import torch
 from torch import nn
 
 import andi
-from andi.bench import runner
-from andi.bench.runner import RunConfig, run
-from andi.bench.schedules import lr_scheduler, make_schedule
-from andi.bench.store import validate_record
+from andi.bench.execution import runner
+from andi.bench.execution.runner import RunConfig, run
+from andi.bench.execution.store import validate_record
+from andi.bench.protocols.schedules import lr_scheduler, make_schedule
 
 
 # ------------------------------------------------------------------------------------------------ fakes

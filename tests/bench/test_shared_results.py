@@ -21,7 +21,7 @@ import torch
 from _bench_fakes import ENV_MARKERS, ENV_SLEEP, computations
 
 from andi.bench import cli
-from andi.bench.executors import ENV_RUN_FN
+from andi.bench.execution.executors import ENV_RUN_FN
 
 FAKES = Path(_bench_fakes.__file__).parent
 

@@ -1,4 +1,4 @@
-"""Known-answer tests for andi.bench.stats, checked against scipy.stats where it has an equivalent."""
+"""Known-answer tests for andi.bench.report.stats, checked against scipy.stats where it has an equivalent."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from andi.bench import stats
+from andi.bench.report import stats
 
 scipy_stats = pytest.importorskip("scipy.stats")
 

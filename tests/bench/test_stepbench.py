@@ -9,7 +9,6 @@ import math
 import pytest
 import torch
 
-from andi.bench import stepbench
 from andi.bench.stepbench import (
     Arm,
     cli_main,
@@ -19,6 +18,7 @@ from andi.bench.stepbench import (
     run_step_bench,
     write_outputs,
 )
+from andi.bench.stepbench import bench as stepbench
 
 PEAK = {"peak_gbps": 10.0, "source": "fixed for the test"}
 ARMS = ["andi-single", "andi-foreach", "adamw-foreach", "sgd-nesterov", "muon"]

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun, fake_record
 
-import andi.bench.runner as runner_mod
+import andi.bench.execution.runner as runner_mod
 from andi.bench import cli
-from andi.bench import protocol as P
-from andi.bench.plans import fair_plan, planned_runs
-from andi.bench.protocols_study import STUDY_FIVE_SEED_ARMS
-from andi.bench.sweep import Sweep, run_fair
+from andi.bench import protocols as P
+from andi.bench.execution.sweep import Sweep, run_fair
+from andi.bench.protocols.plans import fair_plan, planned_runs
+from andi.bench.protocols.study import STUDY_FIVE_SEED_ARMS
 from andi.bench.tasks import TASKS, get_task
 
 FAIR_ARM_NAMES = (

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun, fake_record
 
-from andi.bench import protocol as P
-from andi.bench.runner import RunConfig
-from andi.bench.sweep import ResultStore, Sweep, run_fair, run_replay, validate_record
+from andi.bench import protocols as P
+from andi.bench.execution.runner import RunConfig
+from andi.bench.execution.sweep import ResultStore, Sweep, run_fair, run_replay, validate_record
 
 
 def _configs(n: int = 3) -> list[RunConfig]:

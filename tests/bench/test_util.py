@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from andi.bench import report, runner, stepbench, sweep, util
-from andi.bench.runner import RunConfig
+from andi.bench import util
+from andi.bench.execution import runner, sweep
+from andi.bench.execution.runner import RunConfig
+from andi.bench.report import analysis as report
+from andi.bench.stepbench import bench as stepbench
 from andi.bench.util import device_info, final_value, progress_bar
 
 

@@ -563,7 +563,7 @@ def scenario_example() -> dict[str, Any]:
     """examples/fsdp2_gpt.py inside this process group: a few smoke-size steps, ANDI + AdamW routed."""
     import sys
 
-    from andi.bench.data import load_tinyshakespeare
+    from andi.bench.tasks.data import load_tinyshakespeare
 
     try:
         load_tinyshakespeare(download=False)

@@ -18,7 +18,7 @@ process (``--executor serial``, the default), in ``N`` worker processes (``--exe
 ``--workers`` alone implies; on CUDA ``--workers-per-gpu K`` packs ``K`` runs on each visible GPU) or as Ray
 tasks (``--executor ray [--ray-address ADDR]``, which ``--ray-address`` alone implies). Several processes, or
 machines on a shared filesystem, may point ``--out`` at the same directory: each run is claimed before it
-starts (:mod:`andi.bench.claims`; a claim older than ``--claim-timeout`` is stale). Progress bars appear on an
+starts (:mod:`andi.bench.execution.claims`; a claim older than ``--claim-timeout`` is stale). Progress bars appear on an
 interactive terminal and stay off when ``CI`` is set or stderr is not a TTY.
 
 Before the first run, ``quick`` and ``run`` check the arguments, the device, the output directory and the
@@ -40,9 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from andi.bench.claims import DEFAULT_CLAIM_TIMEOUT_S
-from andi.bench.data import ChecksumError, DataMissingError
 from andi.bench.errors import EXIT_SETUP, EXIT_USAGE, SetupError, UsageError, UserError, one_line
+from andi.bench.execution.claims import DEFAULT_CLAIM_TIMEOUT_S
 from andi.bench.preflight import (
     check_data,
     check_device,
@@ -51,7 +50,7 @@ from andi.bench.preflight import (
     check_steps,
     check_writable_dir,
 )
-from andi.bench.protocol import (
+from andi.bench.protocols import (
     PROTOCOLS,
     QUICK,
     QUICK_SMOKE,
@@ -59,9 +58,10 @@ from andi.bench.protocol import (
     ReplayProtocol,
     get_protocol,
 )
+from andi.bench.tasks.data import ChecksumError, DataMissingError
 
 if TYPE_CHECKING:
-    from andi.bench.sweep import Sweep
+    from andi.bench.execution.sweep import Sweep
 
 __all__ = ["build_parser", "main"]
 
@@ -278,8 +278,8 @@ def _check_machine(out: Path, tasks: Sequence[str], args: argparse.Namespace) ->
 
 
 def _sweep(out: Path, args: argparse.Namespace, executor: str) -> Sweep:
-    from andi.bench.executors import make_executor
-    from andi.bench.sweep import Sweep
+    from andi.bench.execution.executors import make_executor
+    from andi.bench.execution.sweep import Sweep
 
     if executor == "serial" and args.threads is not None:
         import torch
@@ -319,7 +319,7 @@ def _summary(what: str, sweep: Sweep, elapsed: float, out: Path) -> None:
 
 
 def cmd_quick(args: argparse.Namespace) -> int:
-    from andi.bench.sweep import run_protocol
+    from andi.bench.execution.sweep import run_protocol
 
     protocol = QUICK_SIZES[args.size]
     out = args.out or DEFAULT_RESULTS / "quick"
@@ -349,7 +349,7 @@ def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> list[str]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from andi.bench.sweep import run_protocol
+    from andi.bench.execution.sweep import run_protocol
     from andi.bench.tasks import TASKS
 
     protocol = get_protocol(args.protocol)
@@ -404,7 +404,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from andi.bench.report import generate_report
-    from andi.bench.report_archive import is_archive, report_from_archive
+    from andi.bench.report.archive import is_archive, report_from_archive
 
     source = args.dir
     archive = source.is_file() and is_archive(source)

@@ -21,7 +21,7 @@ EXIT_SETUP = 3
 def one_line(text: str) -> str:
     """``text`` on one line: its non-empty lines, whitespace runs collapsed, joined with ``"; "``.
 
-    Multi-line messages (e.g. :class:`andi.bench.data.ChecksumError`'s) become ``what; expected …; actual …;
+    Multi-line messages (e.g. :class:`andi.bench.tasks.data.ChecksumError`'s) become ``what; expected …; actual …;
     Fix: …``: a line's final ``:`` or ``.`` is dropped before the separator.
     """
     parts = [" ".join(line.split()) for line in str(text).splitlines() if line.strip()]

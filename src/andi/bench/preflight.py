@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from andi.bench.errors import SetupError, UsageError
-from andi.bench.protocol import FairProtocol, ReplayProtocol
+from andi.bench.protocols import FairProtocol, ReplayProtocol
 
 __all__ = [
     "check_data",
@@ -49,7 +49,7 @@ def check_names(
 
 def min_steps(schedule: str, warmup_frac: float = 0.0, decay_frac: float = 0.0, limit: int = 100_000) -> int | None:
     """The fewest steps a run of ``schedule`` can have (``None`` if none up to ``limit`` fits)."""
-    from andi.bench.schedules import make_schedule
+    from andi.bench.protocols.schedules import make_schedule
 
     for n in range(1, limit + 1):
         try:
@@ -124,9 +124,8 @@ def check_writable_dir(path: Path, option: str) -> None:
 
 
 def check_data(tasks: Sequence[str], data_root: str | os.PathLike[str] | None) -> None:
-    """Every dataset the tasks read is present and matches its checksum (see :mod:`andi.bench.data`)."""
-    from andi.bench import data
-    from andi.bench.tasks import TASKS
+    """Every dataset the tasks read is present and matches its checksum (see :mod:`andi.bench.tasks.data`)."""
+    from andi.bench.tasks import TASKS, data
 
     needed: dict[str, list[str]] = {}
     for task in tasks:

@@ -1,9 +1,9 @@
-"""Executors: run a batch of :class:`~andi.bench.runner.RunConfig` objects and hand back what each produced.
+"""Executors: run a batch of :class:`~andi.bench.execution.runner.RunConfig` objects and hand back what each produced.
 
 An executor pulls configs lazily from an iterable (at most :attr:`Executor.capacity` in flight, so the
 sweep claims a run only when a worker is free to start it) and yields an :class:`Outcome` for each as it
 finishes: the runner's record, or the traceback of the exception it raised. Executors never touch the results
-directory: the sweep's driver claims, validates and writes (:mod:`andi.bench.sweep`), so workers on other
+directory: the sweep's driver claims, validates and writes (:mod:`andi.bench.execution.sweep`), so workers on other
 machines need no access to it, only to the datasets.
 
 * :class:`SerialExecutor` — in this process, one run at a time, with this process's torch threads (the
@@ -17,7 +17,7 @@ machines need no access to it, only to the datasets.
   optional extra ``andi-optim[ray]``; every node needs ``andi-optim`` installed and the datasets at the same
   ``--data-root``.
 
-The run function is :func:`andi.bench.runner.run` unless the sweep is given another. For tests only, the
+The run function is :func:`andi.bench.execution.runner.run` unless the sweep is given another. For tests only, the
 environment variable ``ANDI_BENCH_RUN_FN=module:function`` names a replacement that :func:`resolve_run_fn`
 imports (so a test can drive the real ``andi-bench`` entry point in a subprocess without training).
 """
@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from andi.bench.errors import SetupError, UserError
 
 if TYPE_CHECKING:
-    from andi.bench.runner import RunConfig
+    from andi.bench.execution.runner import RunConfig
 
 __all__ = [
     "ENV_RUN_FN",
@@ -62,16 +62,16 @@ __all__ = [
 logger = logging.getLogger("andi.bench")
 
 EXECUTORS = ("serial", "local", "ray")
-#: Test hook: ``module:function`` replacing :func:`andi.bench.runner.run` (never set it for real results).
+#: Test hook: ``module:function`` replacing :func:`andi.bench.execution.runner.run` (never set it for real results).
 ENV_RUN_FN = "ANDI_BENCH_RUN_FN"
 RAY_EXTRA = "pip install 'andi-optim[ray]'"
 
 
 def resolve_run_fn() -> Callable[..., dict]:
-    """:func:`andi.bench.runner.run`, or the function named by ``$ANDI_BENCH_RUN_FN`` (tests only)."""
+    """:func:`andi.bench.execution.runner.run`, or the function named by ``$ANDI_BENCH_RUN_FN`` (tests only)."""
     spec = os.environ.get(ENV_RUN_FN, "").strip()
     if not spec:
-        from andi.bench import runner
+        from andi.bench.execution import runner
 
         return runner.run
     module, _, name = spec.partition(":")
@@ -131,7 +131,7 @@ def execute_one(spec: RunSpec, config: RunConfig, threads: int | None = None) ->
     :class:`Exception` (it becomes the outcome's error); interrupts and exits propagate."""
     import torch
 
-    from andi.bench.data import ChecksumError, DataMissingError
+    from andi.bench.tasks.data import ChecksumError, DataMissingError
 
     if threads is not None and torch.get_num_threads() != threads:
         torch.set_num_threads(threads)

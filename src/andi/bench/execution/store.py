@@ -13,7 +13,7 @@ sweep over the directory computes it again.
 Records written by a sweep carry ``execution`` ``{executor, workers, host, threads, packed}``: how the run was
 executed, which is not part of the config hash (the metrics do not depend on it; timings may). Older records
 without it stay valid. Likewise the gradient-norm curve ``train.grad_norm_steps`` / ``train.grad_norm`` (see
-:mod:`andi.bench.runner`) is optional: records without it are valid, and a report skips what needs it.
+:mod:`andi.bench.execution.runner`) is optional: records without it are valid, and a report skips what needs it.
 """
 
 from __future__ import annotations
@@ -25,17 +25,17 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.files import atomic_write_text, quarantine_path
+from andi.bench.execution.files import atomic_write_text, quarantine_path
+from andi.bench.protocols.plans import MANIFEST_SCHEMA
 
 if TYPE_CHECKING:
-    from andi.bench.runner import RunConfig
+    from andi.bench.execution.runner import RunConfig
 
 __all__ = ["MANIFEST_SCHEMA", "RECORD_SCHEMA", "ResultStore", "merge_manifest", "validate_record"]
 
 logger = logging.getLogger("andi.bench")
 
 RECORD_SCHEMA = 1
-MANIFEST_SCHEMA = 1
 _MANIFEST_PREFIX = "manifest-"
 
 
@@ -220,8 +220,8 @@ def _atomic_write_json(path: Path, obj: Any) -> Path:
 def merge_manifest(store: ResultStore, manifest: dict[str, Any]) -> dict[str, Any]:
     """Keep arms of an earlier manifest of the same protocol/task/size that this invocation did not run.
 
-    The caller holds the manifest's lock (:meth:`andi.bench.claims.Claims.locked`) from this read to the write,
-    so two processes finishing the same task at once both keep their arms.
+    The caller holds the manifest's lock (:meth:`andi.bench.execution.claims.Claims.locked`) from this read to the
+    write, so two processes finishing the same task at once both keep their arms.
     """
     path = store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
     if path.exists():

@@ -1,5 +1,6 @@
-"""Execute protocols: plans (:mod:`andi.bench.plans`) through an executor (:mod:`andi.bench.executors`), one
-JSON record per run in a results directory (:mod:`andi.bench.store`), resumable and safe to share.
+"""Execute protocols: plans (:mod:`andi.bench.protocols.plans`) through an executor
+(:mod:`andi.bench.execution.executors`), one JSON record per run in a results directory
+(:mod:`andi.bench.execution.store`), resumable and safe to share.
 
 The flow is one way. A plan yields a stage of configs; :class:`Sweep` runs the union of the current stages of
 all plans (every task at once) and sends each plan its records; a plan's return value is its manifest, which
@@ -9,7 +10,7 @@ the executors know no results directory: the sweep alone reads, claims and write
 For each config the sweep
 
 1. reuses a valid record already on disk (a corrupt one is moved aside and the run recomputed);
-2. claims the run (``<key>.claim``, :mod:`andi.bench.claims`) just before an executor slot starts it; a run
+2. claims the run (``<key>.claim``, :mod:`andi.bench.execution.claims`) just before an executor slot starts it; a run
    claimed by a live process elsewhere is left to it: the sweep runs the rest, then waits (polling, bounded by
    the claim timeout) for its record, and takes the claim over if it goes stale. A record that appeared
    meanwhile always wins over computing;
@@ -37,16 +38,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.claims import DEFAULT_CLAIM_TIMEOUT_S, Claims
 from andi.bench.errors import SetupError
-from andi.bench.executors import Executor, Outcome, RunSpec, SerialExecutor, resolve_run_fn
-from andi.bench.plans import Plan, fair_plan, planned_runs, replay_plan
-from andi.bench.protocol import FairProtocol, ReplayProtocol
-from andi.bench.store import MANIFEST_SCHEMA, RECORD_SCHEMA, ResultStore, _json_normal, merge_manifest, validate_record
+from andi.bench.execution.claims import DEFAULT_CLAIM_TIMEOUT_S, Claims
+from andi.bench.execution.executors import Executor, Outcome, RunSpec, SerialExecutor, resolve_run_fn
+from andi.bench.execution.store import (
+    MANIFEST_SCHEMA,
+    RECORD_SCHEMA,
+    ResultStore,
+    _json_normal,
+    merge_manifest,
+    validate_record,
+)
+from andi.bench.protocols import FairProtocol, ReplayProtocol
+from andi.bench.protocols.plans import Plan, fair_plan, planned_runs, replay_plan
 from andi.bench.util import final_value, progress_bar  # noqa: F401 (final_value: callers import it from here)
 
 if TYPE_CHECKING:
-    from andi.bench.runner import RunConfig
+    from andi.bench.execution.runner import RunConfig
 
 __all__ = [
     "MANIFEST_SCHEMA",
@@ -156,9 +164,9 @@ class _Progress:
 class Sweep:
     """Runs configs through an executor with resume-by-key and claims, counting computed and reused runs.
 
-    ``run_fn(config, *, data_root=..., progress=...) -> record`` defaults to :func:`andi.bench.runner.run`
-    (imported on first use; see :func:`~andi.bench.executors.resolve_run_fn`). ``executor`` defaults to a
-    :class:`~andi.bench.executors.SerialExecutor`; the sweep closes it in :meth:`close` (or at the end of a
+    ``run_fn(config, *, data_root=..., progress=...) -> record`` defaults to :func:`andi.bench.execution.runner.run`
+    (imported on first use; see :func:`~andi.bench.execution.executors.resolve_run_fn`). ``executor`` defaults to a
+    :class:`~andi.bench.execution.executors.SerialExecutor`; the sweep closes it in :meth:`close` (or at the end of a
     ``with`` block). ``claim_timeout`` is the age after which any claim is stale (seconds); ``poll_s`` the
     first pause between checks of runs claimed elsewhere (backing off to 10 s). Corrupt records met on the way
     are listed in ``sweep.store.corrupt`` (and recomputed); keys of runs that failed twice in ``sweep.failed``.
@@ -449,7 +457,8 @@ def run_replay(
     device: str = "cpu",
     dtype: str = "float32",
 ) -> dict[str, Any]:
-    """The paper's protocol on one task (:func:`andi.bench.plans.replay_plan`); returns (and writes) its manifest."""
+    """The paper's protocol on one task (:func:`andi.bench.protocols.plans.replay_plan`); returns (and writes) its
+    manifest."""
     return run_protocol(protocol, sweep, tasks=[task], size=size, steps=steps, device=device, dtype=dtype)[0]
 
 
@@ -464,7 +473,8 @@ def run_fair(
     device: str = "cpu",
     dtype: str = "float32",
 ) -> dict[str, Any]:
-    """The fair protocol on one task (:func:`andi.bench.plans.fair_plan`); returns (and writes) its manifest."""
+    """The fair protocol on one task (:func:`andi.bench.protocols.plans.fair_plan`); returns (and writes) its
+    manifest."""
     return run_protocol(protocol, sweep, tasks=[task], size=size, arms=arms, steps=steps, device=device, dtype=dtype)[0]
 
 

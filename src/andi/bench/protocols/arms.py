@@ -1,8 +1,8 @@
 """The arms of the fair protocols: :class:`ArmSpec` and the arm tables :data:`CORE_ARMS` and :data:`FAMILY_ARMS`.
 
 An arm is one optimizer with its fixed non-lr hyperparameters, the centre of its lr grid and its parameter split
-(docs/design/protocol.md (c) "Arms", docs/design/family.md §0). The protocols of :mod:`andi.bench.protocol` and
-:mod:`andi.bench.protocols_study` choose among these arms; :mod:`andi.bench.protocol` re-exports every name here.
+(docs/design/protocol.md (c) "Arms", docs/design/family.md §0). The protocols of :mod:`andi.bench.protocols` and
+:mod:`andi.bench.protocols.study` choose among these arms; :mod:`andi.bench.protocols` re-exports every name here.
 """
 
 from __future__ import annotations

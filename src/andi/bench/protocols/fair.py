@@ -1,296 +1,32 @@
-"""Benchmark protocols, declared before any run: the paper's replay, the fair comparison, and ``quick``.
+"""The fair protocol: :class:`FairProtocol` (an equal budget for every arm), its selection rule
+:func:`select_fair_lr`, and the declared instances :data:`FAIR`, :data:`QUICK` and :data:`QUICK_SMOKE`.
 
-Every number that decides what gets run lives here as a frozen dataclass field with its source, so a
-reviewer can read the whole search space and seed policy in one place (``docs/design/protocol.md``).
+* :class:`FairProtocol` — lr = base × 2^k, k ∈ {−4, …, 3}, a grid-edge extension rule, tuning seed(s) disjoint
+  from ≥ 3 reporting seeds, one WSD schedule for all arms (an arm may declare its own), selection on the final
+  validation metric, reporting on test. Hybrid arms' aux AdamW uses the tuned AdamW lr.
+* :data:`QUICK` / :data:`QUICK_SMOKE` — the embedded ``andi-bench quick`` demonstration: the fair procedure with a
+  reduced but equal 3-point grid (base × 4^k, k ∈ {−1, 0, 1}), 1 tuning and 2 reporting seeds and short runs (too
+  few seeds for evidence; the report says so).
 
-* :class:`ReplayProtocol` — the ANDI paper's experiment exactly as its script runs it
-  (``VladimerKhasia/ANDI:ANDI.py`` @ 29f90fe: ``train_engine``, ``search_lr``, ``run_experiment``):
-  2500 steps, batch 128, the pre-update minibatch loss recorded every 50 steps, seeds 42 and 1337, an lr
-  grid searched for ANDI only (on seed 42), fixed AdamW and the script's "Muon", constant lr.
-* :class:`FairProtocol` — an equal budget for every arm: lr = base × 2^k, k ∈ {−4, …, 3}, a grid-edge
-  extension rule, tuning seed(s) disjoint from ≥ 3 reporting seeds, one WSD schedule for all arms, selection
-  on the final validation metric, reporting on test. Hybrid arms' aux AdamW uses the tuned AdamW lr.
-* :data:`QUICK` / :data:`QUICK_SMOKE` — the embedded ``andi-bench quick`` demonstration: the fair
-  procedure with a reduced but equal 3-point grid (base × 4^k, k ∈ {−1, 0, 1}), 1 tuning and 2 reporting
-  seeds and short runs (too few seeds for evidence; the report says so).
-* :data:`STUDY`, :data:`STUDY_SADDLE_FULL`, :data:`WIDTH` — the evidence study sized for a 2-core CPU, the SADDLE
-  task at the paper's size and the char-GPT width sweep, declared in :mod:`andi.bench.protocols_study`.
-
-The protocols only *describe* runs (:class:`~andi.bench.runner.RunConfig` objects) and selection rules;
-:mod:`andi.bench.sweep` executes them.
+Every number that decides what gets run is a frozen dataclass field with its source (``docs/design/protocol.md``).
+Imports: :mod:`andi.bench.protocols.arms`, :mod:`andi.bench.protocols.replay` (the reserved seeds and paper tasks),
+:mod:`andi.bench.protocols.run_config` (lazily).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec, lookup
-from andi.bench.protocols_study import study_protocols
+from andi.bench.protocols.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec, lookup
+from andi.bench.protocols.replay import PAPER_TASKS, SEEDS
 
-if TYPE_CHECKING:  # the runner imports torch and the tasks; protocols stay importable without them
-    from andi.bench.runner import RunConfig
+if TYPE_CHECKING:
+    from andi.bench.protocols.run_config import RunConfig
 
-__all__ = [
-    "ANDI_GRID",
-    "BATCH_SIZE",
-    "CORE_ARMS",
-    "EVAL_INTERVAL",
-    "FAIR",
-    "FAMILY_ARMS",
-    "PROTOCOLS",
-    "QUICK",
-    "QUICK_SMOKE",
-    "REPLAY",
-    "REPLAY_V7",
-    "SEEDS",
-    "STUDY",
-    "STUDY_GPT_FULL",
-    "STUDY_SADDLE_FULL",
-    "TRAIN_STEPS",
-    "WIDTH",
-    "ArmSpec",
-    "FairProtocol",
-    "ReplayProtocol",
-    "ReplayV7Protocol",
-    "get_protocol",
-    "select_fair_lr",
-    "select_replay_lr",
-]
-
-# ---- The paper script's constants (VladimerKhasia/ANDI:ANDI.py @ 29f90fe, module level).
-TRAIN_STEPS = 2500
-BATCH_SIZE = 128
-EVAL_INTERVAL = 50  # the script records the pre-update minibatch loss when i % EVAL_INTERVAL == 0
-SEEDS = (42, 1337)
-ANDI_GRID = (0.2, 0.1, 0.05, 0.02, 0.01, 0.005)  # search_lr: ANDI only, seed 42 only, in this order
-PAPER_TASKS = ("saddle", "cifar", "gpt")
-
-# ---- Optimizer names of the registry (andi.list_optimizers()).
-REPLAY_ANDI = "andi-reference"  # compat="reference": the script's ANDI class (docs/design/algorithm.md §3)
-REPLAY_MUON = "muon-andi-paper"  # the script's "Muon" (docs/design/family.md §4); never labelled plain "Muon"
-
-
-# ================================================================================================ replay
-@dataclass(frozen=True)
-class ReplayProtocol:
-    """The paper's protocol as its script runs it (docs/design/protocol.md (a)).
-
-    At ``size="full"`` every run uses :data:`TRAIN_STEPS` steps of batch :data:`BATCH_SIZE` and records the
-    pre-update minibatch loss every :data:`EVAL_INTERVAL` steps (steps 0, 50, …, 2450). At smaller sizes
-    the task's default step count and batch are used and the recording interval is scaled to keep the
-    same number of points (``steps // 50``). ``init_seed = data_seed = seed`` (the script seeds everything
-    once per run). Every parameter goes to the one optimizer (``roles="all"``), lr is constant, there is
-    no held-out evaluation and no weight decay except AdamW's torch default of 0.01.
-    """
-
-    name: str = "replay"
-    tasks: tuple[str, ...] = PAPER_TASKS
-    steps: int = TRAIN_STEPS
-    batch_size: int = BATCH_SIZE
-    train_record_every: int = EVAL_INTERVAL
-    seeds: tuple[int, ...] = SEEDS
-    search_seed: int = SEEDS[0]
-    andi_optimizer: str = REPLAY_ANDI
-    andi_grid: tuple[float, ...] = ANDI_GRID
-    adamw_lr: tuple[tuple[str, float], ...] = (("gpt", 3e-4),)
-    adamw_lr_default: float = 1e-3
-    adamw_weight_decay: float = 0.01  # torch.optim.AdamW default, kept by the script
-    muon_optimizer: str = REPLAY_MUON
-    muon_lr: tuple[tuple[str, float], ...] = (("gpt", 0.02),)
-    muon_lr_default: float = 0.05
-    schedule: str = "constant"
-    roles: str = "all"
-    eval_split: str = "none"
-    labels: tuple[tuple[str, str], ...] = (
-        ("adamw", "AdamW"),
-        (REPLAY_MUON, "ANDI-script Muon"),
-        (REPLAY_ANDI, "ANDI"),
-    )
-    # What the paper reports as ANDI's best lr (paper §5): compared against our selection in the report.
-    paper_andi_lr: tuple[tuple[str, float], ...] = (("cifar", 0.005), ("gpt", 0.05), ("saddle", 0.1))
-
-    def __post_init__(self) -> None:
-        if self.search_seed not in self.seeds:
-            raise ValueError(f"search seed {self.search_seed} must be one of the reporting seeds {self.seeds}")
-        if not self.andi_grid:
-            raise ValueError("the ANDI grid must not be empty")
-
-    # -------------------------------------------------------------------------------------------------
-    @property
-    def arms(self) -> tuple[str, ...]:
-        """Arm names in plotting order: AdamW, the script's Muon, ANDI."""
-        return ("adamw", self.muon_optimizer, self.andi_optimizer)
-
-    def label(self, arm: str) -> str:
-        return lookup(self.labels, arm, arm)
-
-    def fixed_lr(self, arm: str, task: str) -> float:
-        """The script's untuned lr of AdamW and of its "Muon"."""
-        if arm == "adamw":
-            return float(lookup(self.adamw_lr, task, self.adamw_lr_default))
-        if arm == self.muon_optimizer:
-            return float(lookup(self.muon_lr, task, self.muon_lr_default))
-        raise KeyError(f"arm {arm!r} has no fixed lr in the replay protocol (only ANDI is searched)")
-
-    def resolve(self, size: str, task_default_steps: int | None, steps: int | None = None) -> tuple[int, int]:
-        """``(steps, train_record_every)`` at ``size``: the paper's at ``full``, scaled elsewhere."""
-        if steps is None:
-            steps = self.steps if size == "full" else task_default_steps
-        if steps is None or steps < 1:
-            raise ValueError(f"cannot resolve a step count for size {size!r} (got {steps})")
-        points = self.steps // self.train_record_every  # 50 recorded points in the paper
-        return steps, max(1, steps // points)
-
-    def config(
-        self,
-        arm: str,
-        task: str,
-        lr: float,
-        seed: int,
-        *,
-        size: str,
-        steps: int,
-        record_every: int,
-        device: str = "cpu",
-        dtype: str = "float32",
-    ) -> RunConfig:
-        """The :class:`RunConfig` of one replay run."""
-        from andi.bench.runner import RunConfig
-
-        return RunConfig(
-            task=task,
-            size=size,
-            optimizer=arm,
-            lr=float(lr),
-            steps=steps,
-            batch_size=self.batch_size if size == "full" else None,
-            init_seed=seed,
-            data_seed=seed,
-            schedule=self.schedule,
-            weight_decay=self.adamw_weight_decay if arm == "adamw" else 0.0,
-            roles=self.roles,
-            eval_every=0,
-            eval_split=self.eval_split,
-            train_record_every=record_every,
-            device=device,
-            dtype=dtype,
-        )
-
-    def select(self, records: Sequence[Mapping[str, Any]]) -> int:
-        """Index of the winning grid value; see :func:`select_replay_lr`."""
-        return select_replay_lr([_last_recorded_loss(r) for r in records])
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class ReplayV7Protocol(ReplayProtocol):
-    """The author's v7 experiment (``VladimerKhasia/ANDI:experiments/ANDI.py`` @5cb1d03) on the GPT, as it runs it.
-
-    Its three arms at the lrs it chose — ANDI (the v7 class, ``andi-v7``) 0.09, its D-Muon (``d-muon-v7``) 0.02,
-    AdamW 1e-3 — on seeds 42 and 1337; weight decay 0.01 on the v7 groups (:func:`andi.decayed_parameters`) for all
-    three; WSD from lr 0 (10 % warmup, 20 % linear cooldown) for ANDI and D-Muon, cosine to 1 % (10 % warmup) for
-    AdamW; task ``gpt-v7`` (90/10 split, one random stream for training and evaluation windows); an evaluation of 50
-    random validation batches after every 50th step; a run's score is the mean of its last 5 evaluations
-    (``eval_schedule="v7"``). ``andi_grid`` holds ANDI's one lr, so the plan runs it on the search seed and reuses
-    that run for seed 42's report, as the script does.
-    """
-
-    name: str = "replay-v7"
-    tasks: tuple[str, ...] = ("gpt-v7",)
-    andi_optimizer: str = "andi-v7"
-    andi_grid: tuple[float, ...] = (0.09,)
-    adamw_lr: tuple[tuple[str, float], ...] = (("gpt-v7", 1e-3),)
-    muon_optimizer: str = "d-muon-v7"
-    muon_lr: tuple[tuple[str, float], ...] = (("gpt-v7", 0.02),)
-    labels: tuple[tuple[str, str], ...] = (
-        ("adamw", "AdamW"),
-        ("d-muon-v7", "D-Muon (v7 script)"),
-        ("andi-v7", "ANDI (v7 script)"),
-    )
-    paper_andi_lr: tuple[tuple[str, float], ...] = (("gpt-v7", 0.09),)
-    schedules: tuple[tuple[str, str], ...] = (("adamw", "cosine-v7"), ("andi-v7", "wsd-v7"), ("d-muon-v7", "wsd-v7"))
-    warmup_frac: float = 0.1
-    decay_frac: float = 0.2
-    weight_decay: float = 0.01
-    decay_rule: str = "v7"
-    eval_every: int = 50
-    eval_split: str = "val"
-    #: The author's table (mean of seeds 42 and 1337 of the v7 score): what the replay is set beside.
-    author_scores: tuple[tuple[str, float], ...] = (("andi-v7", 1.5351), ("d-muon-v7", 1.5545), ("adamw", 1.5770))
-    default_size: str | None = "full"
-
-    def config(
-        self,
-        arm: str,
-        task: str,
-        lr: float,
-        seed: int,
-        *,
-        size: str,
-        steps: int,
-        record_every: int,
-        device: str = "cpu",
-        dtype: str = "float32",
-    ) -> RunConfig:
-        """The :class:`RunConfig` of one v7 run (the eval interval is the task's default below ``full``)."""
-        from andi.bench.runner import RunConfig
-
-        return RunConfig(
-            task=task,
-            size=size,
-            optimizer=arm,
-            lr=float(lr),
-            steps=steps,
-            batch_size=self.batch_size if size == "full" else None,
-            init_seed=seed,
-            data_seed=seed,
-            schedule=lookup(self.schedules, arm, "wsd-v7"),
-            warmup_frac=self.warmup_frac,
-            decay_frac=self.decay_frac,
-            weight_decay=self.weight_decay,
-            roles=self.roles,
-            eval_every=self.eval_every if size == "full" else None,
-            eval_split=self.eval_split,
-            train_record_every=record_every,
-            device=device,
-            dtype=dtype,
-            decay_rule=self.decay_rule,
-            eval_schedule="v7",
-        )
-
-    def select(self, records: Sequence[Mapping[str, Any]]) -> int:
-        """Index of the lowest v7 score (the script's ``run_search``: NaN skipped, ties keep the earlier)."""
-        scores = [r.get("final", {}).get("value") if r.get("status") == "ok" else None for r in records]
-        return select_replay_lr([math.nan if v is None else float(v) for v in scores])
-
-
-def _last_recorded_loss(record: Mapping[str, Any]) -> float:
-    losses = record.get("train", {}).get("loss") or []
-    if not losses or losses[-1] is None:
-        return math.nan
-    return float(losses[-1])
-
-
-def select_replay_lr(last_losses: Sequence[float]) -> int:
-    """The script's ``search_lr`` rule: index of the lowest recorded loss at the last record.
-
-    NaN (diverged or never recorded) is skipped, a tie keeps the earlier grid value (strict ``<``), and if
-    every value is NaN the first grid value wins.
-    """
-    if not last_losses:
-        raise ValueError("no grid values to select from")
-    best_i, best = 0, math.inf
-    for i, loss in enumerate(last_losses):
-        if loss is None or math.isnan(loss):
-            continue
-        if loss < best:
-            best_i, best = i, loss
-    return best_i
+__all__ = ["FAIR", "QUICK", "QUICK_SMOKE", "FairProtocol", "select_fair_lr"]
 
 
 # ================================================================================================== fair
@@ -466,7 +202,7 @@ class FairProtocol:
         dtype: str = "float32",
     ) -> RunConfig:
         """The :class:`RunConfig` of one fair run (``split="val"`` to tune, ``"test"`` to report)."""
-        from andi.bench.runner import RunConfig
+        from andi.bench.protocols.run_config import RunConfig
 
         a = self.arm(arm) if isinstance(arm, str) else arm
         if split not in ("val", "test"):
@@ -511,8 +247,6 @@ _STUDY_FIELD_DEFAULTS = {f.name: f.default for f in fields(FairProtocol) if f.na
 
 #: The fair protocol: core and family arms (``andi-bench run`` runs the core arms unless asked for more).
 FAIR = FairProtocol()
-#: The paper's replay.
-REPLAY = ReplayProtocol()
 
 _QUICK_COMMON: dict[str, Any] = dict(
     tasks=PAPER_TASKS,
@@ -547,35 +281,3 @@ QUICK_SMOKE = FairProtocol(
     description="quick smoke test: 3-point equal grid (factor 4), 1 tuning + 2 reporting seeds, smoke size",
     **_QUICK_COMMON,
 )
-
-#: The evidence study (:mod:`andi.bench.protocols_study`, built from the classes and arm tables above).
-_STUDY_PROTOCOLS = study_protocols()
-#: ``andi-bench run --protocol study``: every fair arm on the paper tasks, ``cifar-proj`` and the toys at CPU size.
-STUDY: FairProtocol = _STUDY_PROTOCOLS["study"]
-#: ``andi-bench run --protocol study-saddle-full``: SADDLE at the paper's size for ANDI, ANDI-hybrid, AdamW, Muon.
-STUDY_SADDLE_FULL: FairProtocol = _STUDY_PROTOCOLS["study-saddle-full"]
-#: ``andi-bench run --protocol width``: char-GPT at widths 64, 128, 256 (lr transfer).
-WIDTH: FairProtocol = _STUDY_PROTOCOLS["width"]
-
-#: ``andi-bench run --protocol study-gpt-full``: the GPT at the paper's size in the author's v7 setting.
-STUDY_GPT_FULL: FairProtocol = _STUDY_PROTOCOLS["study-gpt-full"]
-#: ``andi-bench run --protocol replay-v7``: the author's v7 GPT experiment as it runs it.
-REPLAY_V7 = ReplayV7Protocol()
-
-PROTOCOLS: dict[str, FairProtocol | ReplayProtocol] = {
-    "fair": FAIR,
-    "replay": REPLAY,
-    "replay-v7": REPLAY_V7,
-    "quick": QUICK,
-    "quick-smoke": QUICK_SMOKE,
-    **_STUDY_PROTOCOLS,
-}
-
-
-def get_protocol(name: str) -> FairProtocol | ReplayProtocol:
-    """The declared protocol called ``name`` (``fair``, ``replay``, ``quick``, ``quick-smoke``, ``study``,
-    ``study-saddle-full``, ``width``)."""
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise KeyError(f"unknown protocol {name!r}; choose from {sorted(PROTOCOLS)}") from None

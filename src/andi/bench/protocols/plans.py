@@ -1,9 +1,9 @@
 """Plans: a protocol on one task as a sequence of stages of runs, each decided from the records of the previous.
 
-A plan is a generator. It yields a :class:`Stage` (the :class:`~andi.bench.runner.RunConfig` objects to run
+A plan is a generator. It yields a :class:`Stage` (the :class:`~andi.bench.execution.runner.RunConfig` objects to run
 next), receives their records through ``send`` (a list aligned with ``stage.configs``) and finally returns the
 task's manifest (the ``StopIteration`` value). It knows no process, no file and no executor; selection uses
-the pure rules of :mod:`andi.bench.protocol`. :mod:`andi.bench.sweep` drives plans: it runs the union of the
+the pure rules of :mod:`andi.bench.protocols`. :mod:`andi.bench.execution.sweep` drives plans: it runs the union of the
 current stages of all plans (so several tasks fill the workers together) and sends each plan its records.
 
 Stages are as wide as the protocol allows, so that parallel executors have work:
@@ -23,14 +23,18 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.protocol import ArmSpec, FairProtocol, ReplayProtocol
-from andi.bench.store import MANIFEST_SCHEMA
+from andi.bench.protocols.arms import ArmSpec
+from andi.bench.protocols.fair import FairProtocol
+from andi.bench.protocols.replay import ReplayProtocol
 from andi.bench.util import final_value, finite_or_none
 
 if TYPE_CHECKING:
-    from andi.bench.runner import RunConfig
+    from andi.bench.protocols.run_config import RunConfig
 
-__all__ = ["Plan", "Stage", "fair_plan", "planned_runs", "replay_plan"]
+__all__ = ["MANIFEST_SCHEMA", "Plan", "Stage", "fair_plan", "planned_runs", "replay_plan"]
+
+#: Version of the manifest a plan returns (``"manifest"`` key); :mod:`andi.bench.execution.store` checks it on load.
+MANIFEST_SCHEMA = 1
 
 logger = logging.getLogger("andi.bench")
 
@@ -252,7 +256,7 @@ def replay_plan(
     dtype: str = "float32",
 ) -> Plan:
     """The paper's protocol on one task: the ANDI grid on the search seed and the fixed arms on every seed, then
-    the winner of :func:`~andi.bench.protocol.select_replay_lr` on every seed (its search-seed run is the same
+    the winner of :func:`~andi.bench.protocols.select_replay_lr` on every seed (its search-seed run is the same
     config, so its record is reused, as the script reuses the seed-42 result in its curve). ``default_steps``
     is the task's step count at ``size`` (unused at ``full``). Returns the manifest."""
     steps, every = protocol.resolve(size, default_steps, steps)

@@ -1,9 +1,10 @@
-"""The evidence study's protocols: ``study``, ``study-saddle-full`` and ``width`` (fair protocols, declared up front).
+"""The evidence study's protocols: ``study``, ``study-saddle-full``, ``width`` and ``study-gpt-full`` (fair
+protocols, declared up front).
 
-:func:`study_protocols` builds them from :class:`~andi.bench.protocol.FairProtocol` and the arm tables of
-:mod:`andi.bench.arms`; :mod:`andi.bench.protocol` registers them (``andi-bench run --protocol study`` etc.), so import
-them from there (``andi.bench.protocol.STUDY``). They are built in a function, not at import, because
-:mod:`andi.bench.protocol` imports this module: either module can then be imported first.
+:func:`study_protocols` builds them from :class:`~andi.bench.protocols.fair.FairProtocol` and the arm tables of
+:mod:`andi.bench.protocols.arms`; :mod:`andi.bench.protocols.registry` registers them (``andi-bench run --protocol
+study`` etc.) and :mod:`andi.bench.protocols` exports them (``andi.bench.protocols.STUDY``). Imports: the fair
+protocol and the arms, nothing that imports this module back.
 
 What every study protocol shares with ``fair`` (docs/design/protocol.md (c)): the 8-point lr grid base × 2^k,
 k ∈ {−4, …, 3}, one WSD schedule for every arm (2 % warmup, 40 % linear decay), selection on the mean final validation
@@ -18,9 +19,10 @@ metric of the tuning seed, reporting on the test split, hybrid arms' aux AdamW a
 * **Newton–Schulz in float32 on CPU** for the Muon arm (:class:`andi.optim.Muon`, ``ns_dtype=None``): torch's bf16
   iteration is emulated, very slowly, on CPUs without native bf16. NorMuon's Newton–Schulz stays bf16.
 
-``study`` — every fair arm (:data:`~andi.bench.arms.CORE_ARMS` + :data:`~andi.bench.arms.FAMILY_ARMS`: AdamW, Muon,
-ANDI, SGD, ANDI-hybrid, SinkGD L=1 and L=5, RMNP, NorMuon, Scion ColNorm and RowNorm) on ``saddle``, ``cifar``
-(ResNet-9), ``gpt``, ``cifar-proj`` and the five toy landscapes, each at its CPU size's steps
+``study`` — every fair arm (:data:`~andi.bench.protocols.arms.CORE_ARMS` +
+:data:`~andi.bench.protocols.arms.FAMILY_ARMS`: AdamW, Muon, ANDI, SGD, ANDI-hybrid, SinkGD L=1 and L=5, RMNP,
+NorMuon, Scion ColNorm and RowNorm) on ``saddle``, ``cifar`` (ResNet-9), ``gpt``, ``cifar-proj`` and the five toy
+landscapes, each at its CPU size's steps
 (:data:`STUDY_TASK_STEPS` is empty). Run with ``andi-bench run --protocol study --workers 2 --threads 1``.
 Sizing (this project's 2-core Xeon, shared with other jobs, so ±30 %): per task 5 arms × (8 + 5) + 6 arms ×
 (8 + 3) = 131 planned runs plus the extension rounds; worker-slot seconds per run through the local executor with
@@ -56,12 +58,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import TYPE_CHECKING
 
-from andi.bench.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec
-
-if TYPE_CHECKING:
-    from andi.bench.protocol import FairProtocol
+from andi.bench.protocols.arms import CORE_ARMS, FAMILY_ARMS, ArmSpec
+from andi.bench.protocols.fair import FairProtocol
 
 __all__ = [
     "D_MUON_GPT_CENTRE",
@@ -156,8 +155,6 @@ def _for_tasks(arm: ArmSpec, tasks: tuple[str, ...], like: str) -> ArmSpec:
 
 def study_protocols() -> dict[str, FairProtocol]:
     """``study``, ``study-saddle-full``, ``width`` and ``study-gpt-full`` by name (see the module docstring)."""
-    from andi.bench.protocol import FairProtocol
-
     every_arm = CORE_ARMS + FAMILY_ARMS
     names = tuple(a.name for a in every_arm)
     common = dict(

@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from andi.bench.errors import SetupError
-from andi.bench.report import generate_report
+from andi.bench.report.writer import generate_report
 
 __all__ = ["ARCHIVE_SUFFIXES", "extract_results", "is_archive", "report_from_archive"]
 

@@ -1,6 +1,6 @@
 """The report's figures: plot data computed from analysed results, and each figure's markdown with its caption.
 
-Drawing is :mod:`andi.bench.plots` (matplotlib Agg, imported lazily); this module turns
+Drawing is :mod:`andi.bench.report.plots` (matplotlib Agg, imported lazily); this module turns
 :class:`~andi.bench.report.TaskResult` objects into what to draw. Per task of a fair protocol:
 
 * ``<prefix>-<task>-curves.png`` — training loss and test metric, median and min–max over reporting seeds;
@@ -29,11 +29,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi.bench import stats
+from andi.bench.report import stats
 
 if TYPE_CHECKING:
-    from andi.bench.plots import Band
-    from andi.bench.report import TaskResult
+    from andi.bench.report.analysis import TaskResult
+    from andi.bench.report.plots import Band
 
 __all__ = [
     "bands",
@@ -85,8 +85,8 @@ def _series(record: dict, curve: str, metric: str | None) -> tuple[list, list]:
 
 
 def bands(task: TaskResult, curve: str, metric: str | None = None, bins: int | None = None) -> list[Band]:
-    """One :class:`~andi.bench.plots.Band` per arm that has the curve (``train``, ``eval`` or ``grad_norm``)."""
-    from andi.bench.plots import Band, arm_style
+    """One :class:`~andi.bench.report.plots.Band` per arm that has the curve (``train``, ``eval`` or ``grad_norm``)."""
+    from andi.bench.report.plots import Band, arm_style
 
     out = []
     for i, a in enumerate(task.arms):
@@ -112,7 +112,7 @@ def _log_metric(t: TaskResult) -> bool:
 
 def lr_figure(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path | None:
     """Final tuning metric against lr (log x), one line per arm with tuning runs; ``None`` when none has."""
-    from andi.bench.plots import LrSeries, arm_style, save_lr_sensitivity
+    from andi.bench.report.plots import LrSeries, arm_style, save_lr_sensitivity
 
     series = [
         LrSeries(
@@ -127,7 +127,7 @@ def lr_figure(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path | None
 
 
 def _curves_figure(t: TaskResult, path: Path) -> Path | None:
-    from andi.bench.plots import Panel, save_panels
+    from andi.bench.report.plots import Panel, save_panels
 
     panels = [
         Panel("train loss (bin means)", bands(t, "train", bins=50), "train loss", logy=t.task == "saddle"),
@@ -145,7 +145,7 @@ def _is_time(x: Any) -> bool:
 
 def _time_quality_figure(t: TaskResult, path: Path) -> Path | None:
     """Final test metric against training seconds (evaluation excluded), one point per reporting run."""
-    from andi.bench.plots import ScatterSeries, arm_style, save_scatter
+    from andi.bench.report.plots import ScatterSeries, arm_style, save_scatter
 
     series = []
     for i, a in enumerate(t.arms):
@@ -171,7 +171,7 @@ def _time_quality_figure(t: TaskResult, path: Path) -> Path | None:
 
 
 def _grad_norm_figure(t: TaskResult, path: Path) -> Path | None:
-    from andi.bench.plots import Panel, save_panels
+    from andi.bench.report.plots import Panel, save_panels
 
     grad_bands = bands(t, "grad_norm")
     if not grad_bands:
@@ -219,7 +219,7 @@ def quality_ratios(group: Sequence[TaskResult]) -> tuple[dict[str, dict[str, flo
     """Dolan–Moré ratios of the final test error: ``r_{s,w} = e_{s,w} / min_s e_{s,w}``; and each arm's label.
 
     ``e_{s,w}`` is arm ``s``'s median over its reporting seeds on task ``w`` of the final test error
-    (:func:`andi.bench.stats.metric_error`: the loss itself, or ``1 - accuracy``); a diverged or failed seed
+    (:func:`andi.bench.report.stats.metric_error`: the loss itself, or ``1 - accuracy``); a diverged or failed seed
     counts as an infinite error, and an arm without results on a task misses it (``r = inf``). Returns
     ``(ratios[arm][task], {arm: (label, optimizer)})``. A task with a negative or undefined error (not an
     error measure) is left out.
@@ -243,7 +243,7 @@ def quality_ratios(group: Sequence[TaskResult]) -> tuple[dict[str, dict[str, flo
 
 def quality_profile_lines(group: Sequence[TaskResult], fig_dir: Path, prefix: str, rel: Path) -> list[str]:
     """Draw the final-error performance profile of a protocol run; its markdown (nothing when no arm scored)."""
-    from andi.bench.plots import arm_style, save_profiles
+    from andi.bench.report.plots import arm_style, save_profiles
 
     ratios, labels = quality_ratios(group)
     finite = [r for per_task in ratios.values() for r in per_task.values() if math.isfinite(r)]
@@ -279,7 +279,7 @@ def _width_arms(widths: Sequence[tuple[int, TaskResult]]) -> list[tuple[str, str
 
 def _width_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) -> Path | None:
     """One panel per arm with tuning runs: final validation metric against lr, one curve per width."""
-    from andi.bench.plots import LrPanel, LrSeries, save_lr_panels, sequence_colors
+    from andi.bench.report.plots import LrPanel, LrSeries, save_lr_panels, sequence_colors
 
     colors = sequence_colors(len(widths))
     panels = []
@@ -307,7 +307,7 @@ def _width_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) -> Pa
 
 def _width_best_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) -> Path | None:
     """The chosen lr against ``n_embd`` (log2 x, log y), one line per arm; a ring marks a chosen lr at the edge."""
-    from andi.bench.plots import LineSeries, arm_style, save_lines
+    from andi.bench.report.plots import LineSeries, arm_style, save_lines
 
     series = []
     for i, (arm, label, optimizer) in enumerate(_width_arms(widths)):

@@ -8,13 +8,14 @@ only formats what is already computed there (:class:`~andi.bench.report.TaskResu
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from andi.bench import stats
+from andi.bench.report import stats
+from andi.bench.report.analysis import packed_runs
 
 if TYPE_CHECKING:
-    from andi.bench.report import ArmResult, Comparison, TaskResult
+    from andi.bench.report.analysis import ArmResult, Comparison, TaskResult
 
 __all__ = [
     "comparison_lines",
@@ -53,12 +54,6 @@ def fmt_mean_std(s: stats.Summary) -> str:
     if s.n == 0:
         return "—"
     return fmt(s.mean) if s.n == 1 else f"{fmt(s.mean)} ± {fmt(s.std)}"
-
-
-def packed_runs(record: Mapping[str, Any]) -> int:
-    """Runs that shared the record's GPU (1 when alone, not on a GPU, or recorded before executors)."""
-    packed = (record.get("execution") or {}).get("packed")
-    return packed if isinstance(packed, int) and not isinstance(packed, bool) and packed > 1 else 1
 
 
 def env_lines(results: Sequence[TaskResult]) -> list[str]:

@@ -4,7 +4,7 @@ Times ``optimizer.step()`` alone — gradients pre-filled, warm-up steps exclude
 ``torch.cuda.synchronize()`` on GPU, ``time.perf_counter`` on CPU), median of ``repeats`` ≥ 20 — for every ANDI path
 (single-tensor, foreach, compiled, fused Triton) against ``torch.optim.AdamW`` (foreach and fused),
 ``torch.optim.SGD`` (Nesterov), ``torch.optim.Muon`` (2-D tensors only) and the registry's optimizers at their
-default lrs (the arms: :mod:`andi.bench.stepbench_arms`).
+default lrs (the arms: :mod:`andi.bench.stepbench.arms`).
 
 For each (shape set, optimizer) it reports the median step time, the ratio to the baseline (fused AdamW on CUDA,
 foreach AdamW on CPU — the issue's targets), the optimizer-state bytes per parameter and the *effective bandwidth*
@@ -20,7 +20,7 @@ n×n matrix for n = 256…8192, capped at 2048 on CPU unless ``max_side`` says o
 ``KxN^2`` or ``KxMxN``.
 
 Python API: :func:`run_step_bench` returns a result dict (``meta`` + ``rows``); :func:`write_outputs`
-(:mod:`andi.bench.stepbench_report`) writes ``step_bench.json``, ``step_bench.md`` and ``step_bench.png``.
+(:mod:`andi.bench.stepbench.report`) writes ``step_bench.json``, ``step_bench.md`` and ``step_bench.png``.
 CLI: :func:`cli_main`.
 """
 
@@ -42,9 +42,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from .stepbench_arms import Arm, available_arms, baseline_arm, default_arms, registry_arms
-from .stepbench_report import format_markdown, plot_results, write_outputs
-from .util import device_info, sync, versions
+from andi.bench.stepbench.arms import Arm, available_arms, baseline_arm, default_arms, registry_arms
+from andi.bench.stepbench.report import format_markdown, plot_results, write_outputs
+from andi.bench.util import device_info, sync, versions
 
 __all__ = [
     "SHAPE_SETS",

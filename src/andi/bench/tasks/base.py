@@ -56,7 +56,7 @@ class Task(abc.ABC):
 
     Args:
         size: ``"full"``, ``"cpu"`` or ``"smoke"``.
-        data_root: dataset folder (see :func:`andi.bench.data.resolve_data_root`).
+        data_root: dataset folder (see :func:`andi.bench.tasks.data.resolve_data_root`).
         split_mode: ``"fair"`` (held-out splits of ``docs/design/protocol.md`` (c)) or ``"paper"`` (replay data).
     """
 
@@ -64,7 +64,7 @@ class Task(abc.ABC):
     primary_metric: ClassVar[str] = "loss"
     higher_is_better: ClassVar[bool] = False
     sizes: ClassVar[Mapping[str, SizeSpec]]
-    #: Datasets the task reads (keys of :data:`andi.bench.data.DATASETS`), so they can be checked up front.
+    #: Datasets the task reads (keys of :data:`andi.bench.tasks.data.DATASETS`), so they can be checked up front.
     datasets: ClassVar[tuple[str, ...]] = ()
     #: fnmatch pattern on parameter names -> role, applied after :func:`andi.param_roles`' detection.
     role_overrides: ClassVar[Mapping[str, str]] = {}

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import data
+from . import data
 from .base import Batch, DataRoot, SizeSpec, Task, random_windows
 
 __all__ = [

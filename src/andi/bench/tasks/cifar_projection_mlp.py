@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import data
+from . import data
 from .base import Batch, DataRoot, SizeSpec, Task, shuffled_epochs
 from .cifar_resnet9 import CIFAR_MEAN, CIFAR_STD, cifar10_split
 

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import data
+from . import data
 from .base import Batch, DataRoot, SizeSpec, Task, shuffled_epochs
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "PAPER_WIDTHS", "CifarTask", "ResNet9", "cifar10_split", "crop_flip"]

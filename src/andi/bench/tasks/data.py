@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .util import warn_once
+from andi.bench.util import warn_once
 
 __all__ = [
     "CIFAR10_ARCHIVE",
@@ -164,7 +164,7 @@ SOURCES: dict[str, RemoteFile] = {
 
 # ----------------------------------------------------------------------------------------------- data root
 def _repo_root() -> Path:
-    # src/andi/bench/data.py -> the checkout (meaningful for an editable install only; only used if it exists)
+    # src/andi/bench/tasks/data.py -> the checkout (meaningful for an editable install only; only used if it exists)
     return Path(__file__).resolve().parents[3]
 
 
@@ -286,7 +286,7 @@ def _fetch_verified(spec: RemoteFile, dest: Path, *, urls: Sequence[str] | None 
         )
     errors: list[str] = []
     for url in urls:
-        print(f"andi.bench.data: downloading {spec.relpath} from {url}", file=sys.stderr)
+        print(f"andi.bench.tasks.data: downloading {spec.relpath} from {url}", file=sys.stderr)
         try:
             download(url, dest)
         except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors

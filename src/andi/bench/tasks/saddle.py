@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import data
+from . import data
 from .base import Batch, DataRoot, SizeSpec, Task, shuffled_epochs
 
 __all__ = ["DeepAutoencoder", "SaddleTask"]
