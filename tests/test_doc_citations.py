@@ -52,7 +52,8 @@ def _prose_lines(source: Path) -> Iterator[tuple[int, str]]:
 
 def _sources() -> list[Path]:
     code = [p for folder in ("src", "tests", "examples", "scripts") for p in (ROOT / folder).rglob("*.py")]
-    pages = list((ROOT / "docs").rglob("*.md")) if (ROOT / "docs").is_dir() else []
+    # a sweep's records/ folder holds andi-bench's own output (its report.md names the design notes by their short name)
+    pages = [p for p in (ROOT / "docs").rglob("*.md") if "records" not in p.parts] if (ROOT / "docs").is_dir() else []
     top = [ROOT / name for name in ("README.md", "CHANGELOG.md", "mkdocs.yml") if (ROOT / name).exists()]
     return sorted(code + pages + top)
 
