@@ -10,6 +10,7 @@ can be set beside the author's. It only *describes* runs (:class:`~andi.bench.pr
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -211,28 +212,18 @@ class ReplayV7Protocol(ReplayProtocol):
         device: str = "cpu",
         dtype: str = "float32",
     ) -> RunConfig:
-        """The :class:`RunConfig` of one v7 run (the eval interval is the task's default below ``full``)."""
-        from andi.bench.protocols.run_config import RunConfig
-
-        return RunConfig(
-            task=task,
-            size=size,
-            optimizer=arm,
-            lr=float(lr),
-            steps=steps,
-            batch_size=self.batch_size if size == "full" else None,
-            init_seed=seed,
-            data_seed=seed,
+        """The :class:`RunConfig` of one v7 run: the replay's, with the v7 schedules, weight decay, evaluation and
+        score (the eval interval is the task's default below ``full``)."""
+        base = super().config(
+            arm, task, lr, seed, size=size, steps=steps, record_every=record_every, device=device, dtype=dtype
+        )
+        return dataclasses.replace(
+            base,
             schedule=lookup(self.schedules, arm, "wsd-v7"),
             warmup_frac=self.warmup_frac,
             decay_frac=self.decay_frac,
             weight_decay=self.weight_decay,
-            roles=self.roles,
             eval_every=self.eval_every if size == "full" else None,
-            eval_split=self.eval_split,
-            train_record_every=record_every,
-            device=device,
-            dtype=dtype,
             decay_rule=self.decay_rule,
             eval_schedule="v7",
         )
