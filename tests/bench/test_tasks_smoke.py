@@ -137,11 +137,11 @@ def test_saddle_fair_and_paper_splits(synthetic_data_root: Path) -> None:
     images, _ = data.load_fashion_mnist(synthetic_data_root)
     n_val = len(images) // 12  # 5,000 of 60,000
     cpu = torch.device("cpu")
-    train, val = fair._pixels("train", cpu), fair._pixels("val", cpu)
+    (train,), (val,) = fair.split_tensors("train", cpu), fair.split_tensors("val", cpu)
     assert len(train) + len(val) == len(images) and len(val) == n_val
     assert torch.equal(val, torch.from_numpy(images[-n_val:].reshape(n_val, -1).copy()))
     paper = get_task("saddle", "full", synthetic_data_root, split_mode="paper")
-    assert len(paper._pixels("train", cpu)) == len(images)
+    assert len(paper.split_tensors("train", cpu)[0]) == len(images)
     with pytest.raises(ValueError, match="no split 'val'"):
         paper.evaluate(paper.build_model(0), "val")
     # paper semantics: shuffled epochs with a short last batch (drop_last=False)
@@ -157,11 +157,11 @@ def test_cifar_splits_and_augmentation(synthetic_data_root: Path) -> None:
     task = get_task("cifar", "full", synthetic_data_root)
     images, labels = data.load_cifar10(synthetic_data_root)
     cpu = torch.device("cpu")
-    tr, va = task._split("train", cpu), task._split("val", cpu)
+    tr, va = task.split_tensors("train", cpu), task.split_tensors("val", cpu)
     assert len(tr[0]) == len(images) - len(images) // 10 and len(va[0]) == len(images) // 10
     assert torch.equal(va[1], torch.tensor(labels[-len(images) // 10 :]))
     paper = get_task("cifar", "full", synthetic_data_root, split_mode="paper")
-    assert len(paper._split("train", cpu)[0]) == len(images)
+    assert len(paper.split_tensors("train", cpu)[0]) == len(images)
     x, y = next(task.train_batches(0, batch_size=16))
     assert x.shape == (16, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     # a padded pixel (0) normalizes to -mean/std
@@ -191,7 +191,7 @@ def test_gpt_splits_and_window_evaluation(synthetic_data_root: Path) -> None:
     assert task.vocab == "".join(sorted(set(text)))
     n = len(text)
     cpu = torch.device("cpu")
-    val = task._tokens("val", cpu)
+    (val,) = task.split_tensors("val", cpu)
     assert len(val) == min(int(0.95 * n) - int(0.9 * n), task.spec.subset["val"])
     assert task.vocab[val[0]] == text[int(0.9 * n)]
     model = task.build_model(0)
@@ -204,7 +204,7 @@ def test_gpt_splits_and_window_evaluation(synthetic_data_root: Path) -> None:
     x, y = next(task.train_batches(0))
     assert x.shape == (8, block) and torch.equal(x[:, 1:], y[:, :-1])
     paper = get_task("gpt", "full", synthetic_data_root, split_mode="paper")
-    assert len(paper._tokens("train", cpu)) == n and paper.splits == ()
+    assert len(paper.split_tensors("train", cpu)[0]) == n and paper.splits == ()
 
 
 def test_cifar_projection_is_seeded_and_recorded(synthetic_data_root: Path) -> None:

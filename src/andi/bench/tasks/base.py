@@ -18,6 +18,14 @@ Randomness is explicit: :meth:`Task.build_model` seeds the model init with ``see
 initializers, like the paper's ``seed_everything``), :meth:`Task.train_batches` draws every random choice
 (shuffles, crops, flips, windows) from its own CPU :class:`torch.Generator` seeded with ``seed``, so the data
 stream is independent of the init and identical on every device.
+
+The batch and evaluation loops live here, once; a task file holds only what is particular to it. A task with a
+dataset implements five things: :meth:`Task._build_model`, :meth:`Task.loss`, :meth:`Task.load_split` (its
+examples as tensors), :meth:`Task.eval_sums` (the metric sums of one evaluation chunk) and, when a training batch
+is more than the selected rows cast to the training dtype, :meth:`Task.make_train_batch` (augmentation,
+scaling, windows). :meth:`Task.sample_indices` (shuffled epochs by default) and :meth:`Task.eval_data` (the
+split's tensors by default) are there for tasks that sample or evaluate differently. A task without data (the
+toys) overrides :meth:`Task.train_batches` and :meth:`Task._evaluate` instead.
 """
 
 from __future__ import annotations
@@ -29,13 +37,27 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SIZES", "SPLIT_MODES", "Batch", "DataRoot", "SizeSpec", "Task", "random_windows", "shuffled_epochs"]
+__all__ = [
+    "SIZES",
+    "SPLIT_MODES",
+    "Batch",
+    "DataRoot",
+    "MetricSums",
+    "SizeSpec",
+    "Task",
+    "classification_sums",
+    "random_windows",
+    "shuffled_epochs",
+]
 
 SIZES = ("full", "cpu", "smoke")
 SPLIT_MODES = ("fair", "paper")
 Batch = tuple[Tensor, ...]
+#: What :meth:`Task.eval_sums` returns: metric name -> sum over a chunk, and the count the sums are averaged over.
+MetricSums = tuple[dict[str, Tensor], int]
 DataRoot = str | os.PathLike[str] | None
 
 
@@ -68,6 +90,8 @@ class Task(abc.ABC):
     datasets: ClassVar[tuple[str, ...]] = ()
     #: fnmatch pattern on parameter names -> role, applied after :func:`andi.param_roles`' detection.
     role_overrides: ClassVar[Mapping[str, str]] = {}
+    #: Examples per forward pass of an evaluation (a memory bound; see :meth:`eval_sums`).
+    eval_batch_size: ClassVar[int] = 1024
 
     def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
         if size not in SIZES:
@@ -78,6 +102,7 @@ class Task(abc.ABC):
         self.data_root = data_root
         self.split_mode = split_mode
         self.spec = self.sizes[size]
+        self._split_cache: dict[tuple[str, str], tuple[Tensor, ...]] = {}
 
     # ------------------------------------------------------------------------------------------ defaults
     @property
@@ -129,7 +154,37 @@ class Task(abc.ABC):
     def _build_model(self, seed: int) -> nn.Module: ...
 
     # --------------------------------------------------------------------------------------------- data
-    @abc.abstractmethod
+    def load_split(self, split: str) -> tuple[Tensor, ...]:
+        """The examples of ``split`` (``"train"``, ``"val"`` or ``"test"``, as this split mode defines them): CPU
+        tensors whose first dimension indexes the examples (e.g. ``(images, labels)``; one token stream for the
+        GPT). :meth:`split_tensors` caps them to the size's ``subset`` and caches them; a task may apply the cap
+        itself when what it derives from the raw data depends on it."""
+        raise NotImplementedError(f"task {self.name!r} has no dataset: it overrides train_batches and _evaluate")
+
+    def split_tensors(self, split: str, device: str | torch.device = "cpu") -> tuple[Tensor, ...]:
+        """:meth:`load_split`'s tensors, cut to the size's ``subset`` cap and moved to ``device`` (cached)."""
+        key = (split, str(device))
+        if key not in self._split_cache:
+            cap = self.spec.subset.get(split)
+            self._split_cache[key] = tuple((t[:cap] if cap else t).to(device) for t in self.load_split(split))
+        return self._split_cache[key]
+
+    def sample_indices(self, n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+        """The endless stream of CPU ``int64`` index batches into the ``n`` training examples (default:
+        :func:`shuffled_epochs`)."""
+        return shuffled_epochs(n, batch_size, generator)
+
+    def make_train_batch(
+        self, data: tuple[Tensor, ...], indices: Tensor, generator: torch.Generator, dtype: torch.dtype
+    ) -> Batch:
+        """The training batch of ``indices`` (already on the data's device) into the training ``data``; random
+        choices (augmentation) come from ``generator``. Default: the selected rows, floating ones cast to ``dtype``."""
+        return tuple(_cast_floating(t[indices], dtype) for t in data)
+
+    def train_generator(self, seed: int) -> torch.Generator:
+        """The CPU generator every random choice of the training stream is drawn from (seeded with ``seed``)."""
+        return torch.Generator().manual_seed(seed)
+
     def train_batches(
         self,
         seed: int,
@@ -143,13 +198,43 @@ class Task(abc.ABC):
         The data are loaded (and verified) by this call, not at the first batch, so a training clock started
         after it never includes loading.
         """
+        device = torch.device(device)
+        data = self.split_tensors("train", device)
+        generator = self.train_generator(seed)
+        indices = self.sample_indices(len(data[0]), batch_size or self.default_batch_size, generator)
+
+        def stream() -> Iterator[Batch]:
+            for idx in indices:
+                yield self.make_train_batch(data, idx.to(device), generator, dtype)
+
+        return stream()
 
     @abc.abstractmethod
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         """Scalar training loss of ``model`` on ``batch`` (the value that is back-propagated)."""
 
-    @abc.abstractmethod
-    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]: ...
+    def eval_data(self, split: str, device: torch.device) -> tuple[Tensor, ...]:
+        """The tensors an evaluation of ``split`` walks through in chunks of :attr:`eval_batch_size` rows
+        (default: :meth:`split_tensors`)."""
+        return self.split_tensors(split, device)
+
+    def eval_sums(self, model: nn.Module, chunk: Batch, dtype: torch.dtype) -> MetricSums:
+        """Metric *sums* over one chunk of :meth:`eval_data` and the count they are averaged over: the evaluation
+        adds the sums of every chunk in float64 and divides by the total count (e.g. summed cross-entropy and the
+        number of examples; :func:`classification_sums`)."""
+        raise NotImplementedError(f"task {self.name!r} has no eval_sums: it overrides _evaluate")
+
+    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
+        totals: dict[str, Tensor] = {}
+        count = 0
+        for chunk in zip(*(t.split(self.eval_batch_size) for t in self.eval_data(split, device))):
+            sums, n = self.eval_sums(model, chunk, dtype)
+            for name, value in sums.items():
+                totals[name] = totals.get(name, torch.zeros((), dtype=torch.float64, device=device)) + value.double()
+            count += n
+        if not count:
+            raise ValueError(f"task {self.name!r}: split {split!r} has nothing to evaluate")
+        return {name: total.item() / count for name, total in totals.items()}
 
     def evaluate(self, model: nn.Module, split: str = "val") -> dict[str, float]:
         """Held-out metrics of ``model`` on ``split``: ``{"loss": ...}`` plus ``{"accuracy": ...}`` for
@@ -166,6 +251,18 @@ class Task(abc.ABC):
 
 
 # -------------------------------------------------------------------------------------------- batch streams
+def _cast_floating(t: Tensor, dtype: torch.dtype) -> Tensor:
+    return t.to(dtype) if t.is_floating_point() else t
+
+
+def classification_sums(logits: Tensor, labels: Tensor) -> MetricSums:
+    """:meth:`Task.eval_sums` of a classifier: summed cross-entropy and number correct, over ``len(labels)``."""
+    return {
+        "loss": F.cross_entropy(logits, labels, reduction="sum"),
+        "accuracy": (logits.argmax(-1) == labels).sum(),
+    }, len(labels)
+
+
 def shuffled_epochs(n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
     """Index batches over ``range(n)``: a fresh permutation each epoch, the last batch of an epoch short
     (``DataLoader(shuffle=True, drop_last=False)`` semantics). Indices are CPU ``int64`` tensors."""

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import data
-from .base import Batch, DataRoot, SizeSpec, Task, random_windows
+from .base import Batch, DataRoot, MetricSums, SizeSpec, Task, random_windows
 
 __all__ = [
     "GPT_WIDTHS",
@@ -124,7 +124,6 @@ class CharGPTTask(Task):
         super().__init__(size, data_root, split_mode=split_mode)
         self._codes: Tensor | None = None
         self._vocab: str | None = None
-        self._cache: dict[tuple[str, str], Tensor] = {}
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -157,60 +156,48 @@ class CharGPTTask(Task):
     def _build_model(self, seed: int) -> nn.Module:
         return CharGPT(len(self.vocab), **self.spec.model)
 
-    def _tokens(self, split: str, device: torch.device) -> Tensor:
-        key = (split, str(device))
-        if key not in self._cache:
-            codes = self._load()
-            n = len(codes)
-            a, b = int(0.9 * n), int(0.95 * n)
-            if self.split_mode == "paper":
-                part = codes
-            else:
-                part = {"train": codes[:a], "val": codes[a:b], "test": codes[b:]}[split]
-            cap = self.spec.subset.get(split)
-            self._cache[key] = (part[:cap] if cap else part).to(device)
-        return self._cache[key]
+    def load_split(self, split: str) -> tuple[Tensor, ...]:
+        """The token stream of ``split`` (one int64 tensor; the whole text in paper mode)."""
+        codes = self._load()
+        if self.split_mode == "paper":
+            return (codes,)
+        n = len(codes)
+        a, b = int(0.9 * n), int(0.95 * n)
+        return ({"train": codes[:a], "val": codes[a:b], "test": codes[b:]}[split],)
 
-    def train_batches(
-        self,
-        seed: int,
-        *,
-        batch_size: int | None = None,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> Iterator[Batch]:
-        device = torch.device(device)
-        tokens = self._tokens("train", device)
-        block = self.block_size
-        generator = torch.Generator().manual_seed(seed)
-        offsets = torch.arange(block + 1, device=device)
-        starts = random_windows(len(tokens), block, batch_size or self.default_batch_size, generator)
+    def sample_indices(self, n: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+        """Start offsets of random windows (:func:`random_windows`)."""
+        return random_windows(n, self.block_size, batch_size, generator)
 
-        def stream() -> Iterator[Batch]:
-            for ix in starts:
-                windows = tokens[ix.to(device)[:, None] + offsets]
-                yield windows[:, :-1], windows[:, 1:]
-
-        return stream()
+    def make_train_batch(
+        self, data: tuple[Tensor, ...], indices: Tensor, generator: torch.Generator, dtype: torch.dtype
+    ) -> Batch:
+        """Inputs and next-character targets of the ``block``-long windows starting at ``indices``."""
+        windows = data[0][indices[:, None] + torch.arange(self.block_size + 1, device=indices.device)]
+        return windows[:, :-1], windows[:, 1:]
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         x, y = batch
         logits = model(x)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1))
 
-    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-        tokens = self._tokens(split, device)
+    eval_batch_size = 256
+
+    def eval_data(self, split: str, device: torch.device) -> tuple[Tensor, ...]:
+        """Every non-overlapping ``block``-long window of the split and its targets."""
+        (tokens,) = self.split_tensors(split, device)
         block = self.block_size
         n_windows = (len(tokens) - 1) // block
         if n_windows < 1:
             raise ValueError(f"split {split!r} has {len(tokens)} tokens: too short for one {block}-char window")
-        x = tokens[: n_windows * block].view(n_windows, block)
-        y = tokens[1 : n_windows * block + 1].view(n_windows, block)
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        for xb, yb in zip(x.split(256), y.split(256)):
-            logits = model(xb)
-            total += F.cross_entropy(logits.reshape(-1, logits.size(-1)), yb.reshape(-1), reduction="sum").double()
-        return {"loss": total.item() / (n_windows * block)}
+        return tokens[: n_windows * block].view(n_windows, block), tokens[1 : n_windows * block + 1].view(
+            n_windows, block
+        )
+
+    def eval_sums(self, model: nn.Module, chunk: Batch, dtype: torch.dtype) -> MetricSums:
+        x, y = chunk
+        logits = model(x)
+        return {"loss": F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")}, y.numel()
 
 
 #: Widths (``n_embd``) of the width variants registered as tasks ``gpt-w<width>``.
@@ -282,15 +269,20 @@ class CharGPTV7Task(CharGPTTask):
     def splits(self) -> tuple[str, ...]:
         return ("val",)
 
-    def _tokens(self, split: str, device: torch.device) -> Tensor:
-        key = (split, str(device))
-        if key not in self._cache:
-            codes = self._load()
-            cut = int(0.9 * len(codes))
-            part = codes[:cut] if split == "train" else codes[cut:]
-            cap = self.spec.subset.get(split)
-            self._cache[key] = (part[:cap] if cap else part).to(device)
-        return self._cache[key]
+    def load_split(self, split: str) -> tuple[Tensor, ...]:
+        codes = self._load()
+        cut = int(0.9 * len(codes))
+        return (codes[:cut] if split == "train" else codes[cut:],)
+
+    def train_generator(self, seed: int) -> torch.Generator:
+        """The global generator's state after ``manual_seed(seed)`` and the model's init, kept for evaluation too."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self._build_model(seed)  # advance the generator exactly as the script's model construction does
+            state = torch.get_rng_state()
+        self._stream = torch.Generator().manual_seed(seed)
+        self._stream.set_state(state)
+        return self._stream
 
     def train_batches(
         self,
@@ -300,37 +292,17 @@ class CharGPTV7Task(CharGPTTask):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Iterator[Batch]:
-        device = torch.device(device)
-        tokens = self._tokens("train", device)
-        self._tokens("val", device)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self._build_model(seed)  # advance the generator exactly as the script's model construction does
-            state = torch.get_rng_state()
-        self._stream = torch.Generator().manual_seed(seed)
-        self._stream.set_state(state)
+        self.split_tensors("val", device)  # loaded here, so that no evaluation pays for it
         self._eval_batch_size = batch_size or self.default_batch_size
-        block, size = self.block_size, self._eval_batch_size
-        offsets = torch.arange(block + 1, device=device)
-        stream = self._stream
-
-        def batches() -> Iterator[Batch]:
-            while True:
-                ix = torch.randint(len(tokens) - block, (size,), generator=stream)
-                windows = tokens[ix.to(device)[:, None] + offsets]
-                yield windows[:, :-1], windows[:, 1:]
-
-        return batches()
+        return super().train_batches(seed, batch_size=batch_size, device=device, dtype=dtype)
 
     def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
         if self._stream is None:
             raise RuntimeError("gpt-v7 evaluates from its training stream: call train_batches first")
-        tokens = self._tokens(split, device)
-        block = self.block_size
-        offsets = torch.arange(block + 1, device=device)
-        losses = []
-        for _ in range(V7_EVAL_BATCHES):
-            ix = torch.randint(len(tokens) - block, (self._eval_batch_size,), generator=self._stream)
-            windows = tokens[ix.to(device)[:, None] + offsets]
-            losses.append(self.loss(model, (windows[:, :-1], windows[:, 1:])).item())
+        data = self.split_tensors(split, device)
+        starts = self.sample_indices(len(data[0]), self._eval_batch_size, self._stream)
+        losses = [
+            self.loss(model, self.make_train_batch(data, next(starts).to(device), self._stream, dtype)).item()
+            for _ in range(V7_EVAL_BATCHES)
+        ]
         return {"loss": float(np.mean(losses))}

@@ -16,7 +16,7 @@ set ``"test"``; metrics = loss and accuracy without augmentation. Paper mode tra
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import data
-from .base import Batch, DataRoot, SizeSpec, Task, shuffled_epochs
+from .base import Batch, MetricSums, SizeSpec, Task, classification_sums
 
 __all__ = ["CIFAR_MEAN", "CIFAR_STD", "PAPER_WIDTHS", "CifarTask", "ResNet9", "cifar10_split", "crop_flip"]
 
@@ -119,22 +119,15 @@ class CifarTask(Task):
     }
     role_overrides: ClassVar[Mapping[str, str]] = {"net.0.0.weight": "conv_first", "net.10.weight": "head"}
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
-        super().__init__(size, data_root, split_mode=split_mode)
-        self._cache: dict[tuple[str, str], tuple[Tensor, Tensor]] = {}
+    eval_batch_size = 500
 
     def _build_model(self, seed: int) -> nn.Module:
         return ResNet9(self.spec.model["widths"])
 
-    def _split(self, split: str, device: torch.device) -> tuple[Tensor, Tensor]:
-        key = (split, str(device))
-        if key not in self._cache:
-            images, labels = cifar10_split(self.data_root, split, self.split_mode)
-            cap = self.spec.subset.get(split)
-            if cap:
-                images, labels = images[:cap], labels[:cap]
-            self._cache[key] = (torch.from_numpy(images.copy()).to(device), torch.from_numpy(labels.copy()).to(device))
-        return self._cache[key]
+    def load_split(self, split: str) -> tuple[Tensor, ...]:
+        images, labels = cifar10_split(self.data_root, split, self.split_mode)
+        cap = self.spec.subset.get(split)  # cut before the copy: the full training set is 150 MB
+        return torch.from_numpy(images[:cap].copy()), torch.from_numpy(labels[:cap].copy())
 
     @staticmethod
     def _normalize(images: Tensor, dtype: torch.dtype) -> Tensor:
@@ -142,37 +135,16 @@ class CifarTask(Task):
         std = torch.tensor(CIFAR_STD, dtype=dtype, device=images.device).view(1, 3, 1, 1)
         return (images.to(dtype) / 255.0 - mean) / std
 
-    def train_batches(
-        self,
-        seed: int,
-        *,
-        batch_size: int | None = None,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> Iterator[Batch]:
-        device = torch.device(device)
-        images, labels = self._split("train", device)
-        generator = torch.Generator().manual_seed(seed)
-        indices = shuffled_epochs(len(images), batch_size or self.default_batch_size, generator)
-
-        def stream() -> Iterator[Batch]:
-            for idx in indices:
-                idx = idx.to(device)
-                yield self._normalize(crop_flip(images[idx], generator), dtype), labels[idx]
-
-        return stream()
+    def make_train_batch(
+        self, data: tuple[Tensor, ...], indices: Tensor, generator: torch.Generator, dtype: torch.dtype
+    ) -> Batch:
+        images, labels = data
+        return self._normalize(crop_flip(images[indices], generator), dtype), labels[indices]
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         x, y = batch
         return F.cross_entropy(model(x), y)
 
-    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-        images, labels = self._split(split, device)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        correct = torch.zeros((), dtype=torch.int64, device=device)
-        for x, y in zip(images.split(500), labels.split(500)):
-            logits = model(self._normalize(x, dtype))
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-            correct += (logits.argmax(-1) == y).sum()
-        n = len(labels)
-        return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n}
+    def eval_sums(self, model: nn.Module, chunk: Batch, dtype: torch.dtype) -> MetricSums:
+        images, labels = chunk
+        return classification_sums(model(self._normalize(images, dtype)), labels)

@@ -13,7 +13,7 @@ The model is the paper's at every size; ``cpu`` uses fewer steps, ``smoke`` tiny
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import data
-from .base import Batch, DataRoot, SizeSpec, Task, shuffled_epochs
+from .base import Batch, MetricSums, SizeSpec, Task
 
 __all__ = ["DeepAutoencoder", "SaddleTask"]
 
@@ -55,56 +55,29 @@ class SaddleTask(Task):
     # docs/design/protocol.md (c): the autoencoder's first Linear is treated as input-side, its last as the head.
     role_overrides: ClassVar[Mapping[str, str]] = {"encoder.0.weight": "conv_first", "decoder.4.weight": "head"}
 
-    def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
-        super().__init__(size, data_root, split_mode=split_mode)
-        self._cache: dict[tuple[str, str], Tensor] = {}
-
     def _build_model(self, seed: int) -> nn.Module:
         return DeepAutoencoder()
 
-    def _pixels(self, split: str, device: torch.device) -> Tensor:
-        """uint8 (N, 784) pixels of ``split`` on ``device`` (cached)."""
-        key = (split, str(device))
-        if key not in self._cache:
-            if split == "test":
-                images, _ = data.load_fashion_mnist(self.data_root, train=False)
-            else:
-                images, _ = data.load_fashion_mnist(self.data_root, train=True)
-                n_val = len(images) // 12  # 5,000 of the official 60,000
-                if self.split_mode == "fair":
-                    images = images[: len(images) - n_val] if split == "train" else images[len(images) - n_val :]
-            cap = self.spec.subset.get(split)
-            images = images[:cap] if cap else images
-            self._cache[key] = torch.from_numpy(images.reshape(len(images), -1).copy()).to(device)
-        return self._cache[key]
+    def load_split(self, split: str) -> tuple[Tensor, ...]:
+        """uint8 (N, 784) pixels of ``split``."""
+        if split == "test":
+            images, _ = data.load_fashion_mnist(self.data_root, train=False)
+        else:
+            images, _ = data.load_fashion_mnist(self.data_root, train=True)
+            n_val = len(images) // 12  # 5,000 of the official 60,000
+            if self.split_mode == "fair":
+                images = images[: len(images) - n_val] if split == "train" else images[len(images) - n_val :]
+        return (torch.from_numpy(images.reshape(len(images), -1).copy()),)
 
-    def train_batches(
-        self,
-        seed: int,
-        *,
-        batch_size: int | None = None,
-        device: str | torch.device = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> Iterator[Batch]:
-        device = torch.device(device)
-        pixels = self._pixels("train", device)
-        generator = torch.Generator().manual_seed(seed)
-        indices = shuffled_epochs(len(pixels), batch_size or self.default_batch_size, generator)
-
-        def stream() -> Iterator[Batch]:
-            for idx in indices:
-                yield (pixels[idx.to(device)].to(dtype) / 255.0,)
-
-        return stream()
+    def make_train_batch(
+        self, data: tuple[Tensor, ...], indices: Tensor, generator: torch.Generator, dtype: torch.dtype
+    ) -> Batch:
+        return (data[0][indices].to(dtype) / 255.0,)
 
     def loss(self, model: nn.Module, batch: Batch) -> Tensor:
         (x,) = batch
         return F.mse_loss(model(x), x.view(x.size(0), -1))
 
-    def _evaluate(self, model: nn.Module, split: str, device: torch.device, dtype: torch.dtype) -> dict[str, float]:
-        pixels = self._pixels(split, device)
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        for chunk in pixels.split(1024):
-            x = chunk.to(dtype) / 255.0
-            total += F.mse_loss(model(x), x, reduction="sum").double()
-        return {"loss": total.item() / pixels.numel()}
+    def eval_sums(self, model: nn.Module, chunk: Batch, dtype: torch.dtype) -> MetricSums:
+        x = chunk[0].to(dtype) / 255.0
+        return {"loss": F.mse_loss(model(x), x, reduction="sum")}, x.numel()
