@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import io
+import pickle
 from dataclasses import dataclass, field
 
 import pytest
@@ -343,3 +344,82 @@ def test_deepcopy_continues_identically(name: str):
     _train(twin["model"], twin["opt"], batch, 2)
     for pa, pb in zip(model.parameters(), twin["model"].parameters()):
         assert pa is not pb and torch.equal(pa, pb)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pickle_round_trip_continues_identically(name: str):
+    """The object pickles with its model (the hybrids hold their factories) and steps bitwise the same after."""
+    _available(name)
+    if not CASES[name].deepcopy:
+        pytest.skip(f"{name}: the library keeps settings on the instance that Optimizer.__getstate__ drops")
+    model = _model("mlp")
+    opt = _make(name, model)
+    batch = _batch("mlp", torch.float32)
+    _train(model, opt, batch, 2)
+    twin = pickle.loads(pickle.dumps({"model": model, "opt": opt}))
+    _train(model, opt, batch, 2)
+    _train(twin["model"], twin["opt"], batch, 2)
+    for pa, pb in zip(model.parameters(), twin["model"].parameters()):
+        assert torch.equal(pa, pb)
+
+
+#: Refused at construction, which the contract allows: the script's D-Muon and the library classes take a float lr.
+FLOAT_LR_ONLY = {"d-muon-v7", "soap", "shampoo", "prodigy", "lion"}
+
+
+@pytest.mark.parametrize("shape", [(1,), (1, 1)])
+@pytest.mark.parametrize("name", NAMES)
+def test_one_element_tensor_lr_of_any_shape_is_a_scalar(name: str, shape: tuple[int, ...]):
+    """A 0-dim parameter in the group must not be broadcast to the lr's shape (nor refused after a partial write)."""
+    _available(name)
+    torch.manual_seed(0)
+    params = [nn.Parameter(torch.randn(24, 24)), nn.Parameter(torch.randn(())), nn.Parameter(torch.randn(5))]
+    twins = [nn.Parameter(p.detach().clone()) for p in params]
+    case = CASES[name]
+    if name in FLOAT_LR_ONLY:
+        with pytest.raises(ValueError, match="takes a float lr"):
+            create_optimizer(name, params, torch.full(shape, case.lr), **case.kwargs)
+        return
+    opt = create_optimizer(name, params, torch.full(shape, case.lr), **case.kwargs)
+    ref = create_optimizer(name, twins, case.lr, **case.kwargs)
+    for _ in range(2):
+        for p, q in zip(params, twins):
+            p.grad = torch.ones_like(p) * 0.1
+            q.grad = p.grad.clone()
+        opt.step()
+        ref.step()
+    for p, q in zip(params, twins):
+        assert p.shape == q.shape
+        torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_cycle_down_to_zero_momentum_runs_to_the_end(name: str):
+    """OneCycleLR(base_momentum=0) writes momentum 0 mid-run, with nesterov on: torch's SGD runs on, so must we."""
+    _available(name)
+    model = _model("mlp")
+    opt = _make(name, model)
+    if "momentum" not in opt.defaults and "betas" not in opt.defaults:
+        pytest.skip(f"{name}: OneCycleLR cycles momentum only where the defaults hold one (a hybrid's groups differ)")
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=CASES[name].lr, total_steps=40, base_momentum=0.0)
+    batch = _batch("mlp", torch.float32)
+    for _ in range(40):
+        _train(model, opt, batch, 1)
+        sched.step()
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_meta_device_parameters_step_shape_only(name: str):
+    """Models built on the meta device (to shape-check them before materializing) step like torch's own."""
+    _available(name)
+    if name == "prodigy":
+        pytest.skip("prodigy: the library reads its distance estimate with .item() (no values on meta)")
+    with torch.device("meta"):
+        model = MLP()
+    opt = _make(name, model)
+    for p in model.parameters():
+        p.grad = torch.empty_like(p)
+    opt.step()
+    opt.step()
+    assert all(p.device.type == "meta" for p in model.parameters())

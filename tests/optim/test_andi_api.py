@@ -40,7 +40,6 @@ def _assert_unchanged(model, opt, snap) -> None:
         ({"lr": torch.tensor([0.1, 0.2])}, "Tensor lr must be 1-element"),
         ({"momentum": 1.0}, "Invalid momentum value: 1.0"),
         ({"momentum": -0.1}, "Invalid momentum value: -0.1"),
-        ({"momentum": 0.0, "nesterov": True}, "Nesterov momentum requires a momentum > 0"),
         ({"weight_decay": -1e-3}, "Invalid weight_decay value"),
         ({"eps": -1e-8}, "Invalid epsilon value"),
         ({"eps": 0.0}, "Invalid epsilon value"),

@@ -240,7 +240,6 @@ def test_eps_zero_can_no_longer_write_nan_for_a_zero_gradient() -> None:
         ({"compat": "papr"}, "Invalid compat mode: 'papr'"),
         ({"eps": 0.0}, "Invalid epsilon value"),
         ({"momentum": 1.0}, "Invalid momentum value"),
-        ({"momentum": 0.0}, "Nesterov momentum requires a momentum > 0"),
         ({"lr": -1.0}, "Invalid learning rate"),
         ({"compat": "reference", "weight_decay": 0.1}, "no weight decay"),
         ({"foreach": "yes"}, "Invalid foreach value"),

@@ -45,10 +45,14 @@ __all__ = [
 
 
 def nonfinite_indices(norms: list[Tensor]) -> list[int]:
-    """Indices of the non-finite entries of a list of 0-dim norms, with one host sync per device."""
+    """Indices of the non-finite entries of a list of 0-dim norms, with one host sync per device.
+
+    Norms on the ``meta`` device have no values: they are never flagged (a step on meta parameters is shape-only,
+    as torch's optimizers do it)."""
     by_device: dict[torch.device, list[int]] = defaultdict(list)
     for i, n in enumerate(norms):
-        by_device[n.device].append(i)
+        if n.device.type != "meta":
+            by_device[n.device].append(i)
     bad: list[int] = []
     for idx in by_device.values():
         finite = torch.stack([norms[i] for i in idx]).isfinite().tolist()

@@ -83,8 +83,9 @@ def check_hyperparameters(
 ) -> None:
     """Raise ``ValueError`` naming the first invalid hyperparameter of ANDI; return ``None`` when all are valid.
 
-    The rules: ``lr`` finite and >= 0 (a float or a 1-element float Tensor); ``0 <= momentum < 1``; Nesterov needs
-    ``momentum > 0``; ``weight_decay`` finite and >= 0; ``eps`` finite and > 0 (it keeps Φ(0) = 0 finite);
+    The rules: ``lr`` finite and >= 0 (a float or a 1-element float Tensor); ``0 <= momentum < 1`` (Nesterov with
+    ``momentum = 0`` is allowed, as torch's SGD allows a scheduler to write it: it is plain preconditioned SGD);
+    ``weight_decay`` finite and >= 0; ``eps`` finite and > 0 (it keeps Φ(0) = 0 finite);
     ``min_dim`` an int >= 0; ``compat`` one of :data:`COMPAT_MODES`, and ``compat="reference"`` (the script) has no
     weight decay; both script modes (``"reference"``, ``"v7"``) keep momentum in the parameter dtype; the flags are
     bools; ``momentum_dtype`` a floating
@@ -102,8 +103,6 @@ def check_hyperparameters(
         raise ValueError(f"Invalid momentum value: {momentum!r} (must be in [0, 1))")
     if nesterov not in (True, False):
         raise ValueError(f"Invalid nesterov value: {nesterov!r} (expected a bool)")
-    if nesterov and momentum == 0:
-        raise ValueError("Nesterov momentum requires a momentum > 0")
     if not (_is_real_number(weight_decay) and 0.0 <= weight_decay < math.inf):
         raise ValueError(f"Invalid weight_decay value: {weight_decay!r} (must be finite and >= 0)")
     if not (_is_real_number(eps) and 0.0 < eps < math.inf):
@@ -299,3 +298,7 @@ class AndiHyperparameters:
             skip_nonfinite=self.skip_nonfinite,
             momentum_dtype=self.momentum_dtype,
         )
+        if isinstance(self.lr, Tensor) and self.lr.dim() > 0:
+            # A 1-element lr of any shape is a scalar: a 0-dim view (it shares the caller's storage, so a scheduler
+            # writing the tensor in place still takes effect) keeps every update's shape that of its parameter.
+            object.__setattr__(self, "lr", self.lr.view(()))

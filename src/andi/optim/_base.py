@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -19,8 +21,10 @@ __all__ = [
     "check_range",
     "evaluate_closure",
     "group_tensors",
+    "load_state_dict_pre_hooks_done",
     "lr_value",
     "params_with_grads",
+    "run_load_state_dict_pre_hooks",
 ]
 
 
@@ -37,6 +41,28 @@ def check_lr(lr: float | Tensor) -> None:
     value = lr_value(lr)
     if not (math.isfinite(value) and value >= 0.0):
         raise ValueError(f"Invalid learning rate: {value}")
+
+
+def run_load_state_dict_pre_hooks(optimizer: Optimizer, state_dict: dict[str, Any]) -> dict[str, Any]:
+    """Run ``optimizer``'s ``register_load_state_dict_pre_hook`` hooks on a shallow copy of ``state_dict``, as
+    ``torch.optim.Optimizer.load_state_dict`` does first, so that validation sees what the hooks return."""
+    state_dict = state_dict.copy()
+    for pre_hook in optimizer._optimizer_load_state_dict_pre_hooks.values():
+        result = pre_hook(optimizer, state_dict)
+        if result is not None:
+            state_dict = result
+    return state_dict
+
+
+@contextlib.contextmanager
+def load_state_dict_pre_hooks_done(optimizer: Optimizer) -> Iterator[None]:
+    """Within the block, ``optimizer`` has no load pre-hooks (they ran already: torch's loader must not rerun them)."""
+    hooks = optimizer._optimizer_load_state_dict_pre_hooks
+    optimizer._optimizer_load_state_dict_pre_hooks = OrderedDict()
+    try:
+        yield
+    finally:
+        optimizer._optimizer_load_state_dict_pre_hooks = hooks
 
 
 def check_range(name: str, value: float, low: float, high: float, *, high_inclusive: bool = False) -> None:
@@ -112,7 +138,9 @@ class FunctionalOptimizer(Optimizer):
             self._init_group(group, params, grads, state_lists)
             if not params:
                 continue
-            self._functional(params, grads, *state_lists, **{key: group[key] for key in self._hyperparameters})
+            self._functional(
+                params, grads, *state_lists, **{key: _scalar_lr(key, group[key]) for key in self._hyperparameters}
+            )
             for key, values in zip(self._state_keys, state_lists):
                 for p, value in zip(params, values):
                     if value is not None:
@@ -141,6 +169,14 @@ class MatrixOptimizer(FunctionalOptimizer):
                 )
         param_group["params"] = params
         super().add_param_group(param_group)
+
+
+def _scalar_lr(key: str, value: Any) -> Any:
+    """A 1-element tensor lr of any shape as a 0-dim view (shares the caller's storage), so that no update takes the
+    lr's shape; every other hyperparameter as it is."""
+    if key == "lr" and isinstance(value, Tensor) and value.dim() > 0:
+        return value.view(())
+    return value
 
 
 def evaluate_closure(closure: Callable[[], float | Tensor] | None) -> float | Tensor | None:

@@ -19,7 +19,7 @@ from typing import Any
 from torch import Tensor
 from torch.optim import Optimizer
 
-__all__ = ["EXTRA", "LIBRARY_SPECS", "LibrarySpec", "is_available", "library_factory", "require"]
+__all__ = ["EXTRA", "LIBRARY_SPECS", "LibraryFactory", "LibrarySpec", "is_available", "library_factory", "require"]
 
 #: The pip extra that installs every optional library.
 EXTRA = "andi-optim[family]"
@@ -128,13 +128,31 @@ LIBRARY_SPECS: dict[str, LibrarySpec] = {
 }
 
 
+class LibraryFactory:
+    """A ``(params, **kwargs) -> Optimizer`` factory for the library optimizer registered as ``name``.
+
+    A module-level class rather than a closure, so that optimizers holding it (the hybrid router keeps its
+    factories) pickle.
+    """
+
+    def __init__(self, name: str) -> None:
+        spec = LIBRARY_SPECS[name]
+        self.name = name
+        self.__name__ = f"make_{name}"
+        self.__doc__ = f"Build {spec.source} (imported lazily; needs pip install '{EXTRA}')."
+
+    def __call__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:
+        if isinstance(kwargs.get("lr"), Tensor):
+            raise ValueError(f"{self.name} (a library optimizer) takes a float lr, not a Tensor")
+        return LIBRARY_SPECS[self.name].build(params, **kwargs)
+
+    def __reduce__(self) -> tuple[type, tuple[str]]:
+        return LibraryFactory, (self.name,)
+
+    def __repr__(self) -> str:
+        return f"LibraryFactory({self.name!r})"
+
+
 def library_factory(name: str) -> Callable[..., Optimizer]:
     """A ``(params, **kwargs) -> Optimizer`` factory for the library optimizer registered as ``name``."""
-    spec = LIBRARY_SPECS[name]
-
-    def factory(params: Iterable[Tensor] | Iterable[dict[str, Any]], **kwargs: Any) -> Optimizer:
-        return spec.build(params, **kwargs)
-
-    factory.__name__ = f"make_{name}"
-    factory.__doc__ = f"Build {spec.source} (imported lazily; needs pip install '{EXTRA}')."
-    return factory
+    return LibraryFactory(name)

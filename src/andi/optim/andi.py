@@ -18,7 +18,14 @@ from ..functional.validation import (
     check_backend,
     check_step_tensors,
 )
-from ._base import check_distinct_params, evaluate_closure, group_tensors, params_with_grads
+from ._base import (
+    check_distinct_params,
+    evaluate_closure,
+    group_tensors,
+    load_state_dict_pre_hooks_done,
+    params_with_grads,
+    run_load_state_dict_pre_hooks,
+)
 
 __all__ = ["ANDI"]
 
@@ -79,7 +86,7 @@ class ANDI(Optimizer):
         lr (float or Tensor): learning rate η (default 0.02). A 1-element Tensor avoids recompiles under
             ``torch.compile`` when a scheduler changes it.
         momentum (float): μ in [0, 1) (default 0.9).
-        nesterov (bool): Nesterov momentum (default True; requires ``momentum > 0``).
+        nesterov (bool): Nesterov momentum (default True; with ``momentum = 0`` it is plain, U = H).
         weight_decay (float): decoupled weight decay λ, applied as θ ← θ(1 − ηλ) (default 0, as in the paper).
         eps (float): ε > 0 guarding the divisions (default 1e-8, paper §4). Keeps Φ(0) = 0.
         min_dim (int): δ; a tensor viewed as an m × n matrix is equilibrated when ``min(m, n) > min_dim``
@@ -222,12 +229,14 @@ class ANDI(Optimizer):
         missing ANDI hyperparameters, or per-parameter state other than ``momentum_buffer``), invalid
         hyperparameters (the rules of :func:`andi.functional.validation.check_hyperparameters`), a momentum buffer
         whose shape differs from its parameter's or whose dtype is not floating point. Momentum buffers kept in
-        ``momentum_dtype`` are restored in that dtype, not the parameter's. The check runs on the dict as given,
-        before any ``register_load_state_dict_pre_hook`` hook.
+        ``momentum_dtype`` are restored in that dtype, not the parameter's. As in torch, the
+        ``register_load_state_dict_pre_hook`` hooks run first; the check runs on what they return.
         """
+        state_dict = run_load_state_dict_pre_hooks(self, state_dict)
         _check_state_dict(self, state_dict)
         saved = {k: v.get("momentum_buffer") for k, v in state_dict["state"].items()}
-        super().load_state_dict(state_dict)
+        with load_state_dict_pre_hooks_done(self):
+            super().load_state_dict(state_dict)
         index = 0
         for group in self.param_groups:
             for p in group["params"]:

@@ -59,8 +59,6 @@ class RMNP(MatrixOptimizer):
         check_lr(lr)
         check_range("momentum value", momentum, 0.0, 1.0)
         check_range("weight_decay value", weight_decay, 0.0, float("inf"))
-        if nesterov and momentum == 0:
-            raise ValueError("Nesterov momentum requires a momentum > 0")
         if not eps > 0:
             raise ValueError(f"Invalid epsilon value: {eps}")
         super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, eps=eps))

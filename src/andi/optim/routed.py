@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
+from ._base import run_load_state_dict_pre_hooks
 from ._catalog import ALGORITHMS, Factory, register_algorithm
 
 __all__ = ["ALGORITHMS", "RoutedOptimizer", "register_algorithm"]
@@ -236,10 +237,7 @@ class RoutedOptimizer(Optimizer):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a :meth:`state_dict` of an identically built routed optimizer (same groups, algorithms, shapes)."""
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            hook_result = pre_hook(self, state_dict)
-            if hook_result is not None:
-                state_dict = hook_result
+        state_dict = run_load_state_dict_pre_hooks(self, state_dict)
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(

@@ -63,7 +63,7 @@ class ScriptDMuon(FunctionalOptimizer):
         adamw_betas: tuple[float, float] = (0.8, 0.999),
         bf16_newton_schulz: bool = True,
     ) -> None:
-        check_lr(lr)
+        _check_float_lr(lr)
         check_range("momentum value", momentum, 0.0, 1.0)
         check_range("weight_decay value", weight_decay, 0.0, float("inf"))
         for beta in adamw_betas:
@@ -79,3 +79,14 @@ class ScriptDMuon(FunctionalOptimizer):
             bf16_newton_schulz=bool(bf16_newton_schulz),
         )
         super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if "lr" in param_group:
+            _check_float_lr(param_group["lr"])
+        super().add_param_group(param_group)
+
+
+def _check_float_lr(lr: float) -> None:
+    if isinstance(lr, Tensor):
+        raise ValueError("ScriptDMuon takes a float lr, as the script does (its AdamW step size is a Python number)")
+    check_lr(lr)
