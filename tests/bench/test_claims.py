@@ -82,12 +82,40 @@ def test_reused_pid_is_not_the_owner(tmp_path: Path, live_pid: int) -> None:
     assert Claims(tmp_path).acquire("k")
 
 
-def test_other_hosts_claims_go_stale_by_age_only(tmp_path: Path) -> None:
+def test_claims_without_a_heartbeat_of_other_hosts_go_stale_by_age(tmp_path: Path) -> None:
     _write_claim(tmp_path, "fresh", host="elsewhere", pid=1, started=time.time() - 50)
     _write_claim(tmp_path, "old", host="elsewhere", pid=1, started=time.time() - 200)
     claims = Claims(tmp_path, timeout_s=100)
     assert not claims.acquire("fresh")
     assert claims.acquire("old") and claims.taken_over == ["old"]
+
+
+def test_a_heartbeat_keeps_a_claim_live_on_any_host_and_missed_beats_free_it(tmp_path: Path) -> None:
+    holder = Claims(tmp_path, timeout_s=0.2, heartbeat_s=0.1)  # beats far more often than the age timeout
+    assert holder.acquire("k")
+    info = ClaimInfo.parse((tmp_path / "k.claim").read_bytes())
+    assert info is not None and info.heartbeat_s == 0.1
+    other = Claims(tmp_path, timeout_s=0.2)
+    other.host = "another-node"  # judged as from a machine that cannot see the holder's pid
+    time.sleep(1.0)  # five times the age timeout: only the beats keep it
+    assert not other.acquire("k")
+    holder._stop_beating.set()  # the holder's node died: its beats stop, its file stays
+    holder._beater.join()
+    time.sleep(4 * 0.1 + 0.3)
+    assert other.acquire("k") and other.taken_over == ["k"]
+    other.close()
+    assert not (tmp_path / "k.claim").exists()
+
+
+def test_a_claim_that_cannot_be_written_is_not_left_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(fd: int, data: bytes) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        Claims(tmp_path).acquire("k")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_claim_being_written_is_live_for_a_while(tmp_path: Path) -> None:

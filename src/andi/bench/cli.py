@@ -31,8 +31,10 @@ datasets (:mod:`andi.bench.preflight`). A mistake is reported as one line on std
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import signal
 import sys
 import time
 import traceback
@@ -40,7 +42,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-from andi.bench.errors import EXIT_SETUP, EXIT_USAGE, SetupError, UsageError, UserError, one_line
+from andi.bench.errors import (
+    EXIT_SETUP,
+    EXIT_USAGE,
+    Interrupted,
+    SetupError,
+    UsageError,
+    UserError,
+    one_line,
+    stop_signals_raise,
+)
 from andi.bench.execution.claims import DEFAULT_CLAIM_TIMEOUT_S
 from andi.bench.preflight import (
     check_data,
@@ -322,7 +333,7 @@ def cmd_quick(args: argparse.Namespace) -> int:
     from andi.bench.execution.sweep import run_protocol
 
     protocol = QUICK_SIZES[args.size]
-    out = args.out or DEFAULT_RESULTS / "quick"
+    out = args.results_dir = args.out or DEFAULT_RESULTS / "quick"
     _check_threads(args)
     executor = _check_execution(args)
     _check_machine(out, protocol.tasks, args)
@@ -382,7 +393,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_steps(protocol, args.steps)
     _check_threads(args)
     executor = _check_execution(args)
-    out = args.out or DEFAULT_RESULTS / protocol.name
+    out = args.results_dir = args.out or DEFAULT_RESULTS / protocol.name
     _check_machine(out, tasks, args)
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
@@ -481,12 +492,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="andi-bench: %(message)s")
     handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "list": cmd_list}
+    _tolerate_narrow_terminals()
     try:
-        return handlers[args.command](args)
+        with stop_signals_raise():
+            return handlers[args.command](args)
     except UserError as e:
         return _fail(e, e.exit_code, args)
     except (DataMissingError, ChecksumError) as e:  # the data changed after the check, or a path it misses
         return _fail(e, EXIT_SETUP, args)
+    except KeyboardInterrupt:
+        return _stopped(Interrupted(signal.SIGINT), args)
+    except Interrupted as e:
+        return _stopped(e, args)
+
+
+def _tolerate_narrow_terminals() -> None:
+    """Characters the terminal's encoding lacks (× and — on an ASCII-only stdout) print escaped, never raise."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            stream.reconfigure(errors="backslashreplace")
+
+
+def _stopped(stop: Interrupted, args: argparse.Namespace) -> int:
+    """One line for a stop signal (workers stopped, claims released by then); exit status 128 + the signal."""
+    out = getattr(args, "results_dir", None)
+    where = (
+        f"finished runs are kept in {out}; run the same command again to resume (only missing runs are computed)"
+        if out is not None
+        else "nothing was left half-written"
+    )
+    print(f"andi-bench: stopped by {signal.Signals(stop.signum).name}; {where}", file=sys.stderr)
+    return stop.exit_code
 
 
 def _fail(error: Exception, code: int, args: argparse.Namespace) -> int:

@@ -12,7 +12,22 @@ but the machine or its files cannot serve it (device, output location, datasets,
 
 from __future__ import annotations
 
-__all__ = ["EXIT_SETUP", "EXIT_USAGE", "SetupError", "UsageError", "UserError", "one_line"]
+import contextlib
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+__all__ = [
+    "EXIT_SETUP",
+    "EXIT_USAGE",
+    "STOP_SIGNALS",
+    "Interrupted",
+    "SetupError",
+    "UsageError",
+    "UserError",
+    "one_line",
+    "stop_signals_raise",
+]
 
 EXIT_USAGE = 2
 EXIT_SETUP = 3
@@ -48,3 +63,39 @@ class SetupError(UserError):
     location, missing or corrupt datasets, a results directory without results."""
 
     exit_code = EXIT_SETUP
+
+
+#: The signals that stop a sweep as Ctrl-C does: SIGINT, SIGTERM (SLURM, Kubernetes, systemd, ``timeout``), SIGHUP.
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class Interrupted(BaseException):  # like KeyboardInterrupt: not an error, so never caught as one
+    """A stop signal arrived: raised in the main thread, so that every ``finally`` (workers, claims) runs."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = int(signum)
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Within the block, each of :data:`STOP_SIGNALS` raises :class:`Interrupted` (previous handlers restored after)."""
+    previous = {}
+    for signum in STOP_SIGNALS:
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave the handlers alone
+            previous[signum] = signal.signal(signum, _raise_interrupted)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -5,13 +5,19 @@ on local filesystems and on NFSv3+), holding JSON ``{host, pid, pid_start, start
 claim once the run's record is written, or the run failed, or the sweep stopped. A process that finds a run
 claimed does not compute it: it computes the rest and comes back, using the record once it appears.
 
+While it holds claims, a process keeps them alive with a *heartbeat*: a background thread touches each claim file
+every :data:`DEFAULT_HEARTBEAT_S` seconds (its modification time is the beat; the claim records the interval).
+
 A claim is *stale*, and is taken over, when its owner cannot finish it:
 
 * same host: the owner's pid is gone (or is now another process: its start time differs), e.g. after
   ``kill -9`` of an ``andi-bench`` process or a reboot;
-* any host: it is older than the timeout (:data:`DEFAULT_CLAIM_TIMEOUT_S`, 6 hours; ``--claim-timeout``).
-  Claims of other hosts can only go stale this way, so choose a timeout above the longest run: a live run
-  taken over is computed twice (the record stays whole, the later atomic write simply replaces the earlier).
+* any host: its holder missed :data:`MISSED_BEATS` heartbeats in a row (2 minutes by default), e.g. a requeued
+  job resuming on another node after its first node died. (The file times are the file server's, so clocks
+  that differ by more than that between the machines sharing a folder would make live claims look stale.)
+* any host, for a claim written without a heartbeat (by an older version): it is older than the timeout
+  (:data:`DEFAULT_CLAIM_TIMEOUT_S`, 6 hours; ``--claim-timeout``). A live run taken over is computed twice (the
+  record stays whole, the later atomic write simply replaces the earlier).
 
 Take-over is race-free between any number of takers: a taker first creates ``<key>.claim.takeover`` with
 ``O_EXCL``; only while holding it does it re-read the claim and remove it, and only if the claim is byte for
@@ -30,17 +36,31 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-__all__ = ["CLAIM_SUFFIX", "DEFAULT_CLAIM_TIMEOUT_S", "ClaimInfo", "Claims", "pid_alive", "process_start"]
+__all__ = [
+    "CLAIM_SUFFIX",
+    "DEFAULT_CLAIM_TIMEOUT_S",
+    "DEFAULT_HEARTBEAT_S",
+    "MISSED_BEATS",
+    "ClaimInfo",
+    "Claims",
+    "pid_alive",
+    "process_start",
+]
 
 logger = logging.getLogger("andi.bench")
 
 #: Default age after which any claim is stale (6 hours: above a full-size CPU run of the paper's GPT, ≈ 30 min).
 DEFAULT_CLAIM_TIMEOUT_S = 6 * 3600.0
+#: Seconds between two heartbeats of a claim holder.
+DEFAULT_HEARTBEAT_S = 30.0
+#: A claim whose holder missed this many heartbeats in a row is stale, on any host.
+MISSED_BEATS = 4
 CLAIM_SUFFIX = ".claim"
 _TAKEOVER_SUFFIX = ".takeover"
 _UNREADABLE_GRACE_S = 30.0  # a claim being written is empty for microseconds; older than this it is debris
@@ -82,6 +102,7 @@ class ClaimInfo:
     started: float
     executor: str = ""
     pid_start: int | None = None
+    heartbeat_s: float | None = None
 
     def to_bytes(self) -> bytes:
         return (json.dumps(asdict(self), sort_keys=True) + "\n").encode()
@@ -97,6 +118,7 @@ class ClaimInfo:
                 float(d["started"]),
                 str(d.get("executor", "")),
                 None if d.get("pid_start") is None else int(d["pid_start"]),
+                None if d.get("heartbeat_s") is None else float(d["heartbeat_s"]),
             )
         except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
@@ -112,15 +134,26 @@ class Claims:
     """
 
     def __init__(
-        self, root: str | os.PathLike[str], *, timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S, executor: str = ""
+        self,
+        root: str | os.PathLike[str],
+        *,
+        timeout_s: float = DEFAULT_CLAIM_TIMEOUT_S,
+        executor: str = "",
+        heartbeat_s: float = DEFAULT_HEARTBEAT_S,
     ) -> None:
         if not timeout_s > 0:
             raise ValueError(f"the claim timeout must be positive, got {timeout_s}")
+        if not heartbeat_s > 0:
+            raise ValueError(f"the heartbeat interval must be positive, got {heartbeat_s}")
         self.root = Path(root)
         self.timeout_s = float(timeout_s)
+        self.heartbeat_s = float(heartbeat_s)
         self.executor = executor
         self.host = socket.gethostname()
         self._held: dict[str, bytes] = {}  # name -> the bytes this process wrote
+        self._lock = threading.Lock()
+        self._stop_beating = threading.Event()
+        self._beater: threading.Thread | None = None
         self.taken_over: list[str] = []  # names whose stale claim this process took over
 
     def path(self, name: str) -> Path:
@@ -128,7 +161,30 @@ class Claims:
 
     def _me(self) -> ClaimInfo:
         pid = os.getpid()
-        return ClaimInfo(self.host, pid, time.time(), self.executor, process_start(pid))
+        return ClaimInfo(self.host, pid, time.time(), self.executor, process_start(pid), self.heartbeat_s)
+
+    # ------------------------------------------------------------------------------------------- heartbeat
+    def _beat(self) -> None:
+        while not self._stop_beating.wait(self.heartbeat_s):
+            with self._lock:
+                names = list(self._held)
+            for name in names:
+                with contextlib.suppress(OSError):  # released meanwhile, or the disk is away for a moment
+                    os.utime(self.path(name))
+
+    def _start_heartbeat(self) -> None:
+        if self._beater is None or not self._beater.is_alive():
+            self._stop_beating.clear()
+            self._beater = threading.Thread(target=self._beat, name="andi-bench-claims-heartbeat", daemon=True)
+            self._beater.start()
+
+    def close(self) -> None:
+        """Release every claim and stop the heartbeat."""
+        self.release_all()
+        self._stop_beating.set()
+        if self._beater is not None:
+            self._beater.join()
+            self._beater = None
 
     # -------------------------------------------------------------------------------------------- acquire
     def acquire(self, name: str) -> bool:
@@ -150,9 +206,15 @@ class Claims:
                 try:
                     os.write(fd, mine)
                     os.fsync(fd)
-                finally:
+                except OSError:  # e.g. the disk filled up: leave no empty claim behind for others to wait on
                     os.close(fd)
-                self._held[name] = mine
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    raise
+                os.close(fd)
+                with self._lock:
+                    self._held[name] = mine
+                self._start_heartbeat()
                 return True
             try:
                 raw, mtime = path.read_bytes(), path.stat().st_mtime
@@ -169,7 +231,10 @@ class Claims:
         now = time.time() if now is None else now
         if info is None:
             return now - mtime > _UNREADABLE_GRACE_S
-        if now - info.started > self.timeout_s:
+        if info.heartbeat_s is not None:
+            if now - mtime > MISSED_BEATS * info.heartbeat_s:
+                return True
+        elif now - info.started > self.timeout_s:
             return True
         if info.host != self.host:
             return False
@@ -210,7 +275,8 @@ class Claims:
     # -------------------------------------------------------------------------------------------- release
     def release(self, name: str) -> None:
         """Remove this process's claim on ``name`` (left alone if another process has taken it over)."""
-        mine = self._held.pop(name, None)
+        with self._lock:
+            mine = self._held.pop(name, None)
         if mine is None:
             return
         path = self.path(name)

@@ -25,6 +25,7 @@ imports (so a test can drive the real ``andi-bench`` entry point in a subprocess
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib
 import logging
 import math
@@ -32,6 +33,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
@@ -39,7 +41,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.errors import SetupError, UserError
+from andi.bench.errors import STOP_SIGNALS, SetupError, UserError
 
 if TYPE_CHECKING:
     from andi.bench.execution.runner import RunConfig
@@ -65,6 +67,7 @@ EXECUTORS = ("serial", "local", "ray")
 #: Test hook: ``module:function`` replacing :func:`andi.bench.execution.runner.run` (never set it for real results).
 ENV_RUN_FN = "ANDI_BENCH_RUN_FN"
 RAY_EXTRA = "pip install 'andi-optim[ray]'"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def resolve_run_fn() -> Callable[..., dict]:
@@ -212,7 +215,11 @@ class SerialExecutor(Executor):
 # ------------------------------------------------------------------------------------------------ local
 def _worker_main(conn: Connection, threads: int, gpu: str | None) -> None:
     """A local worker: receives ``(spec, config)`` pairs, sends back outcomes, until ``None`` or EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle; it stops the workers
+    # Ctrl-C, SIGTERM and SIGHUP reach the whole process group; they are the driver's to handle: it stops the
+    # workers itself, so a worker dying first is never mistaken for a failed run.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
+    _die_with_parent()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before this process first touches CUDA
     while True:
@@ -228,6 +235,17 @@ def _worker_main(conn: Connection, threads: int, gpu: str | None) -> None:
             conn.send(outcome)
         except (BrokenPipeError, OSError):  # the driver is gone (killed): nobody to report to
             return
+
+
+def _die_with_parent() -> None:
+    """Linux: have the kernel kill this worker when the driver dies, even by SIGKILL (no run computed for nobody)."""
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() == 1:  # the driver died before prctl took effect
+            os._exit(0)
 
 
 class _Worker:

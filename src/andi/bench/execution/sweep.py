@@ -213,7 +213,7 @@ class Sweep:
 
     def close(self) -> None:
         """Release the executor's workers and any claim still held."""
-        self.claims.release_all()
+        self.claims.close()
         self.executor.close()
 
     def __enter__(self) -> Sweep:
