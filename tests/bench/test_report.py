@@ -204,13 +204,33 @@ def test_report_cli_on_partial_results(partial_results: Path, caplog: pytest.Log
     assert (partial_results / "figures" / "quick-smoke-smoke-gpt-curves.png").exists()  # plotted without ANDI
 
 
-def test_failed_report_leaves_no_stale_report(partial_results: Path) -> None:
-    """A report that cannot be produced removes the previous one, which described other results."""
-    assert (partial_results / "report.md").exists()
+def test_a_failed_report_leaves_what_was_there_untouched(partial_results: Path) -> None:
+    """A report that cannot be produced deletes nothing it did not make, and leaves no staging files."""
+    before = (partial_results / "report.md").read_bytes()
     (partial_results / "figures").write_text("a file where the figures folder should be")
     with pytest.raises(OSError):
         generate_report(partial_results)
-    assert not list(partial_results.glob("report.md*"))  # neither the old report nor a temporary file
+    assert (partial_results / "report.md").read_bytes() == before
+    assert sorted(p.name for p in partial_results.glob("*report*")) == ["report.md"]
+
+
+def test_a_report_interrupted_while_rendering_leaves_the_old_one(
+    partial_results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import andi.bench.report.writer as writer
+
+    before = (partial_results / "report.md").read_bytes()
+    figures_before = sorted(partial_results.glob("figures/*"))
+
+    def interrupted(*args: object, **kwargs: object) -> str:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_render", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        generate_report(partial_results)
+    assert (partial_results / "report.md").read_bytes() == before
+    assert sorted(partial_results.glob("figures/*")) == figures_before
+    assert not list(partial_results.glob(".andi-report-*"))
 
 
 def test_report_is_written_with_the_umask(tmp_path: Path) -> None:

@@ -415,3 +415,30 @@ def test_comparison_is_reused() -> None:
     """The head-to-head rows are :class:`Comparison` objects, with the same verdict wording as the table above."""
     (row, *_) = head_to_head(_group())
     assert isinstance(row, Comparison) and row.other_label == "AdamW"
+
+
+def test_a_refused_archive_leaves_the_report_beside_it(results_dir: Path, tmp_path: Path) -> None:
+    """docs/results/<study>/ holds an archive and its report: a bad archive there must not delete that report."""
+    good = _tar(tmp_path / "study.tar.xz", results_dir)
+    assert cli.main(["report", str(good), "--no-figures"]) == 0
+    before = (tmp_path / "report.md").read_bytes()
+    bad = tmp_path / "other.tar.xz"
+    bad.write_bytes(b"not an archive at all")
+    assert cli.main(["report", str(bad)]) == 3
+    assert (tmp_path / "report.md").read_bytes() == before
+
+
+def test_a_corrupt_duplicate_member_is_reported_as_the_archives(
+    results_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    record = next(p for p in sorted(results_dir.glob("*.json")) if not p.name.startswith("manifest-"))
+    archive = tmp_path / "dup.tar.xz"
+    with tarfile.open(archive, "w:xz") as tar:
+        tar.add(results_dir, arcname="results")
+        _add(tar, f"results/{record.name}", b"{")  # a second copy of one record, corrupt: the later one wins
+    with caplog.at_level("WARNING", logger="andi.bench"):
+        assert cli.main(["report", str(archive), "--no-figures"]) == 0
+    text = caplog.text
+    assert "holds 1 file name(s) twice" in text
+    assert f"corrupt result file {archive}: {record.name}" in text and "archive the results directory again" in text
+    assert "moved to" not in text and "andi-bench run" not in text and "andi-report-" not in text

@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import errno
 import logging
+import os
 import signal
 import sys
 import time
@@ -57,6 +59,7 @@ from andi.bench.preflight import (
     check_data,
     check_device,
     check_execution,
+    check_free_space,
     check_names,
     check_steps,
     check_writable_dir,
@@ -288,6 +291,23 @@ def _check_machine(out: Path, tasks: Sequence[str], args: argparse.Namespace) ->
     check_data(tasks, args.data_root)
 
 
+def _check_space(
+    out: Path,
+    protocol: FairProtocol | ReplayProtocol,
+    tasks: Sequence[str],
+    size: str,
+    arms: Sequence[str] | None,
+    steps: int | None,
+) -> None:
+    """Enough free space for the sweep's records (the declared runs and half as many again for edge extensions)."""
+    from andi.bench.protocols.plans import planned_runs
+    from andi.bench.tasks import TASKS
+
+    runs = sum(planned_runs(protocol, arms).values()) * len(tasks) * 3 // 2
+    longest = max(steps or TASKS[t].sizes[size].steps for t in tasks)
+    check_free_space(out, runs, longest)
+
+
 def _sweep(out: Path, args: argparse.Namespace, executor: str) -> Sweep:
     from andi.bench.execution.executors import make_executor
     from andi.bench.execution.sweep import Sweep
@@ -337,6 +357,7 @@ def cmd_quick(args: argparse.Namespace) -> int:
     _check_threads(args)
     executor = _check_execution(args)
     _check_machine(out, protocol.tasks, args)
+    _check_space(out, protocol, protocol.tasks, args.size, None, None)
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
         run_protocol(protocol, sweep, size=args.size, device=args.device, dtype=args.dtype)
@@ -395,6 +416,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = _check_execution(args)
     out = args.results_dir = args.out or DEFAULT_RESULTS / protocol.name
     _check_machine(out, tasks, args)
+    _check_space(out, protocol, tasks, size, arms, args.steps)
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
         run_protocol(
@@ -486,13 +508,13 @@ def cmd_step(argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``andi-bench``; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _tolerate_narrow_terminals()
     if argv and argv[0] == "step":  # forward everything, including --help, to the step benchmark
         return cmd_step(argv[1:])
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="andi-bench: %(message)s")
     handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "list": cmd_list}
-    _tolerate_narrow_terminals()
     try:
         with stop_signals_raise():
             return handlers[args.command](args)
@@ -500,10 +522,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(e, e.exit_code, args)
     except (DataMissingError, ChecksumError) as e:  # the data changed after the check, or a path it misses
         return _fail(e, EXIT_SETUP, args)
+    except BrokenPipeError:  # `andi-bench list | head`: the reader has gone, which is no error of ours
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+    except OSError as e:
+        if e.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        return _fail(SetupError(_environment_message(e, args)), EXIT_SETUP, args)
     except KeyboardInterrupt:
         return _stopped(Interrupted(signal.SIGINT), args)
     except Interrupted as e:
         return _stopped(e, args)
+
+
+#: Errors of the machine, not of andi-bench: a full or vanished disk, a read-only or forbidden place, a name too long.
+_ENVIRONMENT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in ("ENOSPC", "EDQUOT", "EROFS", "EACCES", "EPERM", "ENAMETOOLONG", "ENOENT", "EIO", "ESTALE")
+    if hasattr(errno, name)
+)
+
+
+def _environment_message(error: OSError, args: argparse.Namespace) -> str:
+    what = f"cannot write {error.filename}" if error.filename else "a file operation failed"
+    kept = (
+        "; finished records are kept: run the same command again once it is fixed"
+        if getattr(args, "results_dir", None) is not None
+        else ""
+    )
+    fix = {errno.ENOSPC: "free some space", errno.ENOENT: "the folder vanished: restore it"}.get(
+        error.errno or 0, "make the place writable or choose another --out"
+    )
+    return f"{what}: {error.strerror or error}; {fix}{kept}"
 
 
 def _tolerate_narrow_terminals() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "check_data",
     "check_device",
     "check_execution",
+    "check_free_space",
     "check_names",
     "check_steps",
     "check_writable_dir",
@@ -109,18 +111,76 @@ def check_writable_dir(path: Path, option: str) -> None:
     Probes by creating and removing a temporary directory, which also works where permission bits say
     nothing (root, ACLs, read-only mounts). Leaves nothing behind.
     """
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == path else f"is under {existing}, which is a file"
-        raise SetupError(f"{option} {path}: {where}, not a directory; choose another {option}")
     try:
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            where = "is a file" if existing == path else f"is under {existing}, which is a file"
+            raise SetupError(f"{option} {path}: {where}, not a directory; choose another {option}")
+        _check_name_lengths(path, existing, option)
         os.rmdir(tempfile.mkdtemp(prefix=".andi-bench-probe-", dir=existing))
     except OSError as e:
         raise SetupError(
-            f"{option} {path}: cannot write in {existing} ({e.strerror or e}); choose a writable {option}"
+            f"{option} {_short(path)}: cannot write there ({e.strerror or e}); choose a writable {option}"
         ) from None
+
+
+#: The longest file name a results directory holds: a 64-hex-digit key, ``.claim.takeover`` or a temporary suffix.
+_LONGEST_ENTRY = 64 + len(".json.") + 8 + len(".tmp") + len(".takeover")
+
+
+def _check_name_lengths(path: Path, existing: Path, option: str) -> None:
+    """Refuse a path whose components, or whose files' full paths, the filesystem cannot name."""
+    name_max = _pathconf(existing, "PC_NAME_MAX", 255)
+    path_max = _pathconf(existing, "PC_PATH_MAX", 4096)
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise SetupError(
+                f"{option} {_short(path)}: the name {_short(Path(part))} is longer than this filesystem's "
+                f"{name_max} bytes; choose a shorter {option}"
+            )
+    if len(os.fsencode(str(path.absolute()))) + 1 + _LONGEST_ENTRY >= path_max:
+        raise SetupError(
+            f"{option} {_short(path)}: the files in it would exceed this filesystem's path limit of {path_max} "
+            f"bytes; choose a shorter {option}"
+        )
+
+
+def _pathconf(path: Path, name: str, default: int) -> int:
+    try:
+        return int(os.pathconf(path, name))
+    except (OSError, ValueError, AttributeError):
+        return default
+
+
+def _short(path: Path, keep: int = 60) -> str:
+    text = str(path)
+    return text if len(text) <= keep else f"{text[: keep // 2]}…{text[-keep // 2 :]} ({len(text)} characters)"
+
+
+#: Bytes of a run record: a fixed part plus the loss and evaluation curves (85 KB for 2,500 steps).
+RECORD_BASE_BYTES = 8_000
+RECORD_BYTES_PER_STEP = 34
+#: The report, its figures and the manifests.
+REPORT_BYTES = 20_000_000
+
+
+def check_free_space(path: Path, runs: int, steps: int, option: str = "--out") -> None:
+    """Refuse a sweep whose records (``runs`` records of about ``steps`` steps each) and report would not fit."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        return  # nothing to measure with; writing will say what is wrong
+    needed = runs * (RECORD_BASE_BYTES + RECORD_BYTES_PER_STEP * steps) + REPORT_BYTES
+    if free < needed:
+        raise SetupError(
+            f"{option} {_short(path)}: {free / 1e6:.1f} MB free, and this sweep's {runs} records and its report need "
+            f"about {needed / 1e6:.0f} MB; free some space or choose another {option}"
+        )
 
 
 def check_data(tasks: Sequence[str], data_root: str | os.PathLike[str] | None) -> None:

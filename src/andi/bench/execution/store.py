@@ -137,9 +137,18 @@ class ResultStore:
     (a sweep recomputes the run, a report leaves it out), so the warning never promises what won't happen.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, corrupt_note: str = "it is not used") -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        corrupt_note: str = "it is not used",
+        quarantine: bool = True,
+        shown_as: str | None = None,
+    ) -> None:
         self.root = Path(root)
         self.corrupt_note = corrupt_note
+        self.quarantine = quarantine  # move corrupt files aside (False: a throw-away copy, e.g. an extracted archive)
+        self.shown_as = shown_as  # how messages name the folder (e.g. the archive it was extracted from)
         self.corrupt: list[Path] = []  # files found corrupt (and moved aside when possible) by this object
 
     def path(self, key: str) -> Path:
@@ -157,13 +166,17 @@ class ResultStore:
             problems = [f"unreadable JSON ({e})"]
         if not problems:
             return record
-        aside = quarantine_path(path)
-        try:
-            os.replace(path, aside)
-            where = f"moved to {aside.name}"
-        except OSError as e:  # e.g. a read-only results directory being reported on
-            where = f"left in place (cannot move it aside: {e.strerror or e})"
-        logger.warning("corrupt result file %s: %s; %s; %s", path, "; ".join(problems), where, self.corrupt_note)
+        if self.quarantine:
+            aside = quarantine_path(path)
+            try:
+                os.replace(path, aside)
+                where = f"moved to {aside.name}"
+            except OSError as e:  # e.g. a read-only results directory being reported on
+                where = f"left in place (cannot move it aside: {e.strerror or e})"
+        else:
+            where = "left out"
+        shown = path if self.shown_as is None else f"{self.shown_as}: {path.relative_to(self.root)}"
+        logger.warning("corrupt result file %s: %s; %s; %s", shown, "; ".join(problems), where, self.corrupt_note)
         self.corrupt.append(path)
         return None
 

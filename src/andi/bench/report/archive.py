@@ -8,8 +8,8 @@ this way.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
+import logging
 import lzma
 import tarfile
 import tempfile
@@ -18,6 +18,8 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from andi.bench.errors import SetupError
 from andi.bench.report.writer import generate_report
+
+logger = logging.getLogger("andi.bench")
 
 __all__ = ["ARCHIVE_SUFFIXES", "extract_results", "is_archive", "report_from_archive"]
 
@@ -57,6 +59,10 @@ def extract_results(archive: str | Path, dest: str | Path) -> Path:
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
+            names = [PurePosixPath(m.name).as_posix() for m in members if m.isfile()]
+            twice = len(names) - len(set(names))
+            if twice:
+                logger.warning("%s holds %d file name(s) twice; the later copy of each is the one used", archive, twice)
             for m in members:
                 why = _unsafe(m)
                 if why is not None:
@@ -100,15 +106,10 @@ def report_from_archive(archive: str | Path, out: str | Path | None = None, *, f
 
     The archive is extracted into a temporary directory that is removed afterwards; the report names the archive
     as given, never that directory, so it is the same wherever and however often it is produced. As with
-    :func:`generate_report`, a report that cannot be produced removes the one previously at ``out``.
+    :func:`generate_report`, a report that cannot be produced leaves what was at ``out`` untouched.
     """
     archive = Path(archive)
     out = Path(out) if out is not None else archive.parent / "report.md"
-    try:
-        with tempfile.TemporaryDirectory(prefix="andi-report-") as tmp:
-            root = extract_results(archive, tmp)
-            return generate_report(root, out, figures=figures, shown_as=str(archive))
-    except BaseException:
-        with contextlib.suppress(OSError):
-            out.unlink(missing_ok=True)
-        raise
+    with tempfile.TemporaryDirectory(prefix="andi-report-") as tmp:
+        root = extract_results(archive, tmp)
+        return generate_report(root, out, figures=figures, shown_as=str(archive))

@@ -45,8 +45,10 @@ records give the same bytes, and the figures the same file names, on every run a
 
 from __future__ import annotations
 
-import contextlib
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -295,30 +297,44 @@ def generate_report(
     """Write ``report.md`` (default: in ``results_dir``) and PNGs under ``figures/`` next to it.
 
     ``shown_as`` is what the report's "Results directory" line names (default: ``results_dir``), e.g. the archive
-    the directory was extracted from. The report is replaced atomically. On any failure the report previously at
-    ``out`` is removed (and the error re-raised): it was computed from other results, and left in place it would
-    pass for the current one.
+    the directory was extracted from (the records are then a throw-away copy: a corrupt one is left out, not moved
+    aside). The report and its figures are made in a staging folder beside ``out`` and moved into place only once
+    all of them exist: on any failure (a bad record, a full disk, Ctrl-C) what was at ``out`` stays as it was.
     """
     results_dir = Path(results_dir)
     out = Path(out) if out is not None else results_dir / "report.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".andi-report-", dir=out.parent))
     try:
-        text = _render(results_dir, out, figures, str(results_dir) if shown_as is None else shown_as)
-        out.parent.mkdir(parents=True, exist_ok=True)
+        text = _render(results_dir, staging / out.name, figures, shown_as)
+        made = sorted((staging / "figures").glob("*")) if figures else []
+        if made:
+            (out.parent / "figures").mkdir(exist_ok=True)
+        for figure in made:
+            os.replace(figure, out.parent / "figures" / figure.name)
         return atomic_write_text(out, text)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            out.unlink(missing_ok=True)
-        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
-def _render(results_dir: Path, out: Path, figures: bool, shown_as: str) -> str:
+def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -> str:
     """The markdown of the report on ``results_dir`` (figures are written under ``out``'s folder)."""
-    # A corrupt record is moved aside and left out; the report never recomputes anything.
-    store = ResultStore(
-        results_dir,
-        corrupt_note="excluded from this report (re-run the command that produced it, `andi-bench run` or "
-        "`quick` with the same arguments, to recompute it)",
-    )
+    # A corrupt record is left out (moved aside in a results directory); the report never recomputes anything.
+    if shown_as is None:
+        store = ResultStore(
+            results_dir,
+            corrupt_note="excluded from this report (re-run the command that produced it, `andi-bench run` or "
+            "`quick` with the same arguments, to recompute it)",
+        )
+        shown_as = str(results_dir)
+    else:
+        store = ResultStore(
+            results_dir,
+            corrupt_note="excluded from this report; the archive holds a corrupt copy of this record (where it "
+            "holds a name twice, the later copy is the one extracted): archive the results directory again",
+            quarantine=False,
+            shown_as=shown_as,
+        )
     manifests = store.manifests()
     if not manifests:
         raise FileNotFoundError(

@@ -1,5 +1,5 @@
 """The optimizer-step micro-benchmark behind ``andi-bench step``: the arms it times (:mod:`.arms`), the timing loop
-(:mod:`.bench`) and its tables and figure (:mod:`.report`).
+(:mod:`.bench`) over the shape sets of :mod:`.shapes`, and its tables and figure (:mod:`.report`).
 
 It times ``optimizer.step()`` alone on synthetic gradients, so it imports only :mod:`andi.bench.util` and the optimizer
 library: no task, protocol or results directory.

@@ -30,12 +30,10 @@ import argparse
 import gc
 import math
 import os
-import re
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,6 +42,7 @@ from torch.optim import Optimizer
 
 from andi.bench.stepbench.arms import Arm, available_arms, baseline_arm, default_arms, registry_arms
 from andi.bench.stepbench.report import format_markdown, plot_results, write_outputs
+from andi.bench.stepbench.shapes import SHAPE_SETS, Case, refuse_unfit, resolve_shape_set
 from andi.bench.util import device_info, sync, versions
 
 __all__ = [
@@ -64,9 +63,6 @@ __all__ = [
 
 #: Bytes moved per parameter element by one step in the bandwidth model, in units of the element size.
 TRAFFIC_ELEMENTS = 7
-SHAPE_SETS = ("gpt124m", "32x4096^2", "8x1024^2", "square-sweep", "tiny")
-_SWEEP_SIDES = (256, 512, 1024, 2048, 4096, 8192)
-_CPU_SWEEP_CAP = 2048
 _INTERLEAVE_ROUNDS = 4
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 # Theoretical peak memory bandwidth (GB/s, 1e9 B/s) of common GPUs, from the vendors' data sheets; the first
@@ -89,65 +85,6 @@ _GPU_PEAK_GBPS: tuple[tuple[str, float], ...] = (
     ("B200", 8000.0),
     ("MI300X", 5300.0),
 )
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Shape sets
-# ----------------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Case:
-    """One benchmark problem: a list of parameter shapes stepped together by one optimizer."""
-
-    name: str
-    shape_set: str
-    shapes: tuple[tuple[int, ...], ...]
-
-    @property
-    def numel(self) -> int:
-        return sum(math.prod(s) for s in self.shapes)
-
-
-def gpt124m_shapes() -> list[tuple[int, ...]]:
-    """Every parameter of GPT-2 small (124,439,808 elements; tied head), weights as ``nn.Linear`` (out, in)."""
-    d, vocab, ctx, layers = 768, 50257, 1024, 12
-    shapes: list[tuple[int, ...]] = [(vocab, d), (ctx, d)]
-    for _ in range(layers):
-        shapes += [
-            (d,),
-            (d,),  # ln_1
-            (3 * d, d),
-            (3 * d,),  # attn.c_attn
-            (d, d),
-            (d,),  # attn.c_proj
-            (d,),
-            (d,),  # ln_2
-            (4 * d, d),
-            (4 * d,),  # mlp.c_fc
-            (d, 4 * d),
-            (d,),
-        ]  # mlp.c_proj
-    return [*shapes, (d,), (d,)]  # ln_f
-
-
-def resolve_shape_set(name: str, *, device_type: str = "cpu", max_side: int | None = None) -> list[Case]:
-    """The cases of a shape set (``square-sweep`` has one case per side; the others have one case)."""
-    if name == "gpt124m":
-        return [Case(name, name, tuple(gpt124m_shapes()))]
-    if name == "tiny":  # both branches of Φ, a conv filter, a small matrix and a scalar: seconds on any CPU
-        return [Case(name, name, ((64, 48), (48,), (8, 8), (6, 3, 3, 3), (96, 32), ()))]
-    if name == "square-sweep":
-        cap = max_side if max_side is not None else (_CPU_SWEEP_CAP if device_type == "cpu" else max(_SWEEP_SIDES))
-        sides = [n for n in _SWEEP_SIDES if n <= cap]
-        if not sides:
-            raise ValueError(f"square-sweep: max_side={cap} is below the smallest side {_SWEEP_SIDES[0]}")
-        return [Case(f"{n}^2", name, ((n, n),)) for n in sides]
-    if m := re.fullmatch(r"(\d+)x(\d+)\^2", name):
-        k, n = int(m[1]), int(m[2])
-        return [Case(name, name, ((n, n),) * k)]
-    if m := re.fullmatch(r"(\d+)x(\d+)x(\d+)", name):
-        k, r, c = int(m[1]), int(m[2]), int(m[3])
-        return [Case(name, name, ((r, c),) * k)]
-    raise ValueError(f"Unknown shape set {name!r}: expected one of {', '.join(SHAPE_SETS)}, 'KxN^2' or 'KxMxN'")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -559,6 +496,7 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         arms = default_arms(device) + list(registry_arms())
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     try:
+        refuse_unfit(args.shapes, device, _DTYPES[args.dtype], args.max_side)
         result = run_step_bench(
             args.shapes,
             arms,
