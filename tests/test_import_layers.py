@@ -35,7 +35,7 @@ ALLOWED.update(
         "bench.tasks": _LIBRARY | {"bench.base"},
         "bench.protocols": _LIBRARY | {"bench.base", "bench.tasks"},
         "bench.execution": _LIBRARY | {"bench.base", "bench.tasks", "bench.protocols"},
-        "bench.report": _LIBRARY | {"bench.base", "bench.execution"},
+        "bench.report": _LIBRARY | {"bench.base", "bench.tasks", "bench.protocols", "bench.execution"},
         "bench.stepbench": _LIBRARY | {"bench.base"},
         "bench.cli": _LIBRARY
         | {"bench.base", "bench.tasks", "bench.protocols", "bench.execution", "bench.report", "bench.stepbench"},

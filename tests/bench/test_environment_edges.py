@@ -125,3 +125,22 @@ def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_two_sweeps_that_differ_in_steps_share_a_folder_and_both_stay_in_the_report(
+    tmp_path: Path, synthetic_data_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ENV_RUN_FN, "_bench_fakes:fake_record")
+    out = tmp_path / "out"
+    base = [a for a in _argv(out, synthetic_data_root) if a != "saddle,gpt"]
+    base[base.index("--task") + 1 : base.index("--task") + 1] = ["saddle"]
+    for steps in ("40", "60", "40"):  # the third is the first again: it reuses its manifest
+        assert cli.main([*base, "--steps", steps]) == 0
+    manifests = sorted(p.name for p in out.glob("manifest-*.json"))
+    assert len(manifests) == 2 and "manifest-quick-smoke-saddle-smoke.json" in manifests
+    steps = {json.loads((out / name).read_text())["steps"] for name in manifests}
+    assert steps == {40, 60}
+    assert cli.main(["report", str(out), "--no-figures"]) == 0
+    md = (out / "report.md").read_text()
+    assert md.count("## Protocol `quick-smoke` — size `smoke` — variant `") == 2
+    assert "Every run: 40 steps of batch" in md and "Every run: 60 steps of batch" in md

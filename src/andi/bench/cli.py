@@ -18,8 +18,9 @@ process (``--executor serial``, the default), in ``N`` worker processes (``--exe
 ``--workers`` alone implies; on CUDA ``--workers-per-gpu K`` packs ``K`` runs on each visible GPU) or as Ray
 tasks (``--executor ray [--ray-address ADDR]``, which ``--ray-address`` alone implies). Several processes, or
 machines on a shared filesystem, may point ``--out`` at the same directory: each run is claimed before it
-starts (:mod:`andi.bench.execution.claims`; a claim older than ``--claim-timeout`` is stale). Progress bars appear on an
-interactive terminal and stay off when ``CI`` is set or stderr is not a TTY.
+starts (:mod:`andi.bench.execution.claims`; a claim whose holder stopped its heartbeat is stale). Progress bars
+appear on an interactive terminal and stay off when ``CI`` is set or stderr is not a TTY. SIGTERM, SIGHUP and Ctrl-C
+stop a sweep with one line and exit status 128 + the signal, keeping every finished record.
 
 Before the first run, ``quick`` and ``run`` check the arguments, the device, the output directory and the
 datasets (:mod:`andi.bench.preflight`). A mistake is reported as one line on stderr,
@@ -171,8 +172,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         type=float,
         default=DEFAULT_CLAIM_TIMEOUT_S,
         metavar="SECONDS",
-        help="a run claimed longer ago is taken over (default: %(default)g s = 6 h; claims of a dead "
-        "process on this host are taken over at once)",
+        help="a claim without a heartbeat (written by an older version) claimed longer ago is taken over "
+        "(default: %(default)g s = 6 h); claims with one are taken over after 4 missed beats (2 min), claims of "
+        "a dead process on this host at once",
     )
     p.add_argument("--no-report", action="store_true", help="do not write report.md after the sweep")
     p.add_argument(

@@ -115,14 +115,18 @@ def check_writable_dir(path: Path, option: str) -> None:
         existing = path
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
-        if not existing.is_dir():
-            where = "is a file" if existing == path else f"is under {existing}, which is a file"
-            raise SetupError(f"{option} {path}: {where}, not a directory; choose another {option}")
-        _check_name_lengths(path, existing, option)
+    except OSError as e:  # e.g. a name too long for the filesystem
+        raise SetupError(f"{option} {_short(path)}: {e.strerror or e}; choose a shorter {option}") from None
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"is under {existing}, which is a file"
+        raise SetupError(f"{option} {path}: {where}, not a directory; choose another {option}")
+    _check_name_lengths(path, existing, option)
+    try:
         os.rmdir(tempfile.mkdtemp(prefix=".andi-bench-probe-", dir=existing))
     except OSError as e:
         raise SetupError(
-            f"{option} {_short(path)}: cannot write there ({e.strerror or e}); choose a writable {option}"
+            f"{option} {_short(path)}: cannot write in {_short(existing)} ({e.strerror or e}); choose a writable "
+            f"{option}"
         ) from None
 
 
@@ -154,7 +158,7 @@ def _pathconf(path: Path, name: str, default: int) -> int:
         return default
 
 
-def _short(path: Path, keep: int = 60) -> str:
+def _short(path: Path, keep: int = 160) -> str:
     text = str(path)
     return text if len(text) <= keep else f"{text[: keep // 2]}…{text[-keep // 2 :]} ({len(text)} characters)"
 

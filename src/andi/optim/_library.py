@@ -102,7 +102,51 @@ class LibrarySpec:
         cls = getattr(mod, self.cls)
         kwargs = {**self.defaults, **kwargs}
         _check_kwargs(cls, kwargs, f"{self.cls} ({self.source})")
-        return cls(params, **kwargs)
+        return picklable_class(self.name)(params, **kwargs)
+
+
+#: Attributes torch's ``Optimizer`` keeps on every instance (its own ``__getstate__`` carries what it needs of them).
+_TORCH_ATTRIBUTES = frozenset({"defaults", "state", "param_groups"})
+_PICKLABLE_PREFIX = "_Picklable_"
+
+
+class _KeepsInstanceState:
+    """Mixin for a library class that keeps settings as instance attributes (``self.maximize = ...``), which torch's
+    ``Optimizer.__getstate__`` drops: they are pickled (and deep-copied) with the object, so the copy steps like the
+    original."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state["_library_attributes"] = {
+            k: v for k, v in self.__dict__.items() if k not in _TORCH_ATTRIBUTES and not k.startswith("_")
+        }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        extra = state.pop("_library_attributes", {})
+        super().__setstate__(state)  # type: ignore[misc]
+        self.__dict__.update(extra)
+
+
+_PICKLABLE: dict[str, type] = {}
+
+
+def picklable_class(name: str) -> type:
+    """The library class of registry entry ``name`` with :class:`_KeepsInstanceState` mixed in; it is an attribute
+    of this module (created on first lookup, see ``__getattr__``), so pickle finds it by name in any process."""
+    if name not in _PICKLABLE:
+        spec = LIBRARY_SPECS[name]
+        base = getattr(require(spec.module, f"optimizer {name!r}"), spec.cls)
+        qualname = f"{_PICKLABLE_PREFIX}{name}"
+        cls = type(base.__name__, (_KeepsInstanceState, base), {"__module__": __name__, "__qualname__": qualname})
+        _PICKLABLE[name] = cls
+    return _PICKLABLE[name]
+
+
+def __getattr__(attribute: str) -> type:
+    if attribute.startswith(_PICKLABLE_PREFIX) and attribute[len(_PICKLABLE_PREFIX) :] in LIBRARY_SPECS:
+        return picklable_class(attribute[len(_PICKLABLE_PREFIX) :])
+    raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
 
 
 #: Library optimizers by registry name. ``defaults`` are the keyword arguments we set on top of the library's own

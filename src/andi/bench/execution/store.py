@@ -18,6 +18,7 @@ without it stay valid. Likewise the gradient-norm curve ``train.grad_norm_steps`
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -31,7 +32,16 @@ from andi.bench.protocols.plans import MANIFEST_SCHEMA
 if TYPE_CHECKING:
     from andi.bench.execution.runner import RunConfig
 
-__all__ = ["MANIFEST_SCHEMA", "RECORD_SCHEMA", "ResultStore", "merge_manifest", "validate_record"]
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "RECORD_SCHEMA",
+    "ResultStore",
+    "manifest_path_for",
+    "manifest_variant",
+    "merge_manifest",
+    "validate_record",
+    "variant_id",
+]
 
 logger = logging.getLogger("andi.bench")
 
@@ -206,9 +216,9 @@ class ResultStore:
         return self.root / f"{_MANIFEST_PREFIX}{protocol}-{task}-{size}.json"
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
+        """Write ``manifest`` under its variant's name (:func:`manifest_path_for`)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
-        return _atomic_write_json(path, manifest)
+        return _atomic_write_json(manifest_path_for(self, manifest), manifest)
 
     def manifests(self) -> list[dict]:
         out = []
@@ -230,26 +240,58 @@ def _atomic_write_json(path: Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+#: Manifest fields that, with the protocol's spec (its arms aside), say what a sweep ran: one manifest per variant.
+_VARIANT_FIELDS = ("manifest", "kind", "device", "dtype", "steps")
+
+
+def manifest_variant(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes two sweeps of one protocol, task and size different runs: steps, dtype, device and every
+    declared setting of the protocol (grids, seeds, schedule, batch sizes, ...), its list of arms aside."""
+    return _json_normal(
+        {
+            **{k: manifest.get(k) for k in _VARIANT_FIELDS},
+            "spec": {k: v for k, v in manifest.get("spec", {}).items() if k != "arms"},
+        }
+    )
+
+
+def variant_id(manifest: Mapping[str, Any]) -> str:
+    """A short stable name of :func:`manifest_variant` (8 hex digits)."""
+    text = json.dumps(manifest_variant(manifest), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _read_manifest(path: Path) -> dict | None:
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = json.load(f)
+    except (OSError, json.JSONDecodeError):
+        return None
+    return old if isinstance(old, dict) else None
+
+
+def manifest_path_for(store: ResultStore, manifest: Mapping[str, Any]) -> Path:
+    """Where ``manifest`` goes: ``manifest-<protocol>-<task>-<size>.json`` for the first variant to arrive (so
+    results written before variants existed keep their names), ``...-<size>-<variant id>.json`` for any other, so
+    a second sweep with other steps, dtype or seeds on the same folder never replaces the first one's manifest.
+    The caller holds the lock of the plain name."""
+    plain = store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
+    old = _read_manifest(plain) if plain.exists() else None
+    if old is None or manifest_variant(old) == manifest_variant(manifest):
+        return plain
+    return plain.with_name(f"{plain.stem}-{variant_id(manifest)}.json")
+
+
 def merge_manifest(store: ResultStore, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Keep arms of an earlier manifest of the same protocol/task/size that this invocation did not run.
+    """Keep arms of an earlier manifest of the same variant (:func:`manifest_path_for`) that this invocation did
+    not run.
 
     The caller holds the manifest's lock (:meth:`andi.bench.execution.claims.Claims.locked`) from this read to the
     write, so two processes finishing the same task at once both keep their arms.
     """
-    path = store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
-    if path.exists():
-        try:
-            with open(path, encoding="utf-8") as f:
-                old = json.load(f)
-        except (OSError, json.JSONDecodeError):
-            old = None
-        same = (
-            isinstance(old, dict)
-            and all(old.get(k) == manifest.get(k) for k in ("manifest", "kind", "device", "dtype", "steps"))
-            and _json_normal({k: v for k, v in old.get("spec", {}).items() if k != "arms"})
-            == _json_normal({k: v for k, v in manifest["spec"].items() if k != "arms"})
-        )
-        if same:
-            names = {a["arm"] for a in manifest["arms"]}
-            manifest["arms"] = [a for a in old["arms"] if a["arm"] not in names] + manifest["arms"]
+    path = manifest_path_for(store, manifest)
+    old = _read_manifest(path) if path.exists() else None
+    if old is not None and manifest_variant(old) == manifest_variant(manifest):
+        names = {a["arm"] for a in manifest["arms"]}
+        manifest["arms"] = [a for a in old["arms"] if a["arm"] not in names] + manifest["arms"]
     return manifest

@@ -33,6 +33,7 @@ __all__ = [
     "head_to_head_pairs",
     "manifest_width",
     "packed_runs",
+    "run_shape",
     "width_tasks",
 ]
 
@@ -326,6 +327,19 @@ def analyze_replay(manifest: Mapping[str, Any], records: _Records | ResultStore)
         arms,
         _compare(manifest["task"], arms, False),
     )
+
+
+def run_shape(result: TaskResult) -> tuple[int | None, int | None]:
+    """``(steps, batch size)`` of the task's runs, read from a record (a field left to the task's default is the
+    default of the manifest's size); ``None`` where no record or task says."""
+    from andi.bench.tasks import TASKS
+
+    config = next((r["config"] for a in result.arms for r in a.records), {})
+    cls = TASKS.get(result.task)
+    default = cls.sizes.get(result.manifest.get("size", "")) if cls is not None else None
+    steps = config.get("steps") or (default.steps if default else None)
+    batch = config.get("batch_size") or (default.batch_size if default else None)
+    return steps, batch
 
 
 def apply_holm(results: Sequence[TaskResult], alpha: float = ALPHA) -> None:

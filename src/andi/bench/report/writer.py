@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from andi.bench.execution.files import atomic_write_text
-from andi.bench.execution.store import ResultStore
+from andi.bench.execution.store import ResultStore, variant_id
 from andi.bench.report import stats
 from andi.bench.report.analysis import (
     ALPHA,
@@ -66,6 +66,7 @@ from andi.bench.report.analysis import (
     head_to_head,
     head_to_head_pairs,
     manifest_width,
+    run_shape,
     width_tasks,
 )
 from andi.bench.report.figures import (
@@ -105,6 +106,20 @@ def _figure1_lines(panels: list[Any], path: Path | None, rel: Path, suptitle: st
     return figure_lines(save_panels(path, panels, suptitle), rel, "figure 1", caption)
 
 
+def _variant_words(m: dict) -> str:
+    steps = f"{m['steps']} steps" if m.get("steps") else "the protocol's steps"
+    seeds = m["spec"].get("reporting_seeds") or m.get("seeds")
+    return f"{steps}, {m['dtype']} on {m['device']}, reporting seeds {seeds}"
+
+
+def _shape_line(t: TaskResult) -> str:
+    steps, batch = run_shape(t)
+    m = t.manifest
+    return (
+        f"Every run: {steps if steps else '?'} steps of batch {batch if batch else '?'}, {m['dtype']} on {m['device']}."
+    )
+
+
 def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
     from andi.bench.report.plots import Panel
 
@@ -127,7 +142,7 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     ]
     fig1 = []
     for t in group:
-        lines += [f"### {t.task}", "", *fair_table(t), "", *comparison_lines(t, ALPHA), ""]
+        lines += [f"### {t.task}", "", _shape_line(t), "", *fair_table(t), "", *comparison_lines(t, ALPHA), ""]
         if fig_dir is not None:
             lines += fair_task_figures(t, fig_dir, prefix, rel)
             if t.task in _FIG1_ORDER:
@@ -238,6 +253,8 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
         lines += [
             f"### {t.task}",
             "",
+            _shape_line(t),
+            "",
             "| arm | lr | trials | "
             + " | ".join(f"loss @ last record, seed {s}" for s in seeds)
             + " | mean | opt step (ms) | state | peak mem |",
@@ -343,24 +360,32 @@ def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -
         )
     fig_dir = out.parent / "figures" if figures else None
     recs = _Records(store)
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+    # One section per protocol, size and variant (a second sweep on the folder with other steps, dtype or seeds).
+    groups: dict[tuple[str, str, str, str], list[dict]] = {}
     for m in manifests:
-        groups.setdefault((m["kind"], m["protocol"], m["size"]), []).append(m)
+        groups.setdefault((m["kind"], m["protocol"], m["size"], variant_id(m)), []).append(m)
+    variants: dict[tuple[str, str, str], list[str]] = {}
+    for kind, protocol, size, variant in sorted(groups):
+        variants.setdefault((kind, protocol, size), []).append(variant)
     lines = ["# andi-bench report", "", f"Results directory: `{shown_as}`.", ""]
     body: list[str] = []
     analysed: list[TaskResult] = []
     order = {t: i for i, t in enumerate(_FIG1_ORDER)}
-    for (kind, protocol, size), ms in sorted(groups.items(), key=lambda kv: (kv[0][0] == "replay", kv[0])):
+    for (kind, protocol, size, variant), ms in sorted(groups.items(), key=lambda kv: (kv[0][0] == "replay", kv[0])):
         ms.sort(key=lambda m: (order.get(m["task"], len(order)), manifest_width(m), m["task"]))
-        prefix = f"{protocol}-{size}"
+        several = len(variants[(kind, protocol, size)]) > 1
+        prefix = f"{protocol}-{size}" + (f"-{variant}" if several else "")
         if kind == "replay":
             group = [analyze_replay(m, recs) for m in ms]
             apply_holm(group)
-            body += _replay_section(group, fig_dir, prefix, Path("figures"))
+            section = _replay_section(group, fig_dir, prefix, Path("figures"))
         else:
             group = [analyze_fair(m, recs) for m in ms]
             apply_holm(group)
-            body += _fair_section(group, fig_dir, prefix, Path("figures"))
+            section = _fair_section(group, fig_dir, prefix, Path("figures"))
+        if several:  # the heading names the variant, so two sweeps of one protocol and size stay apart
+            section[0] += f" — variant `{variant}` ({_variant_words(ms[0])})"
+        body += section
         analysed += group
     lines += [*env_lines(analysed), ""]
     if recs.missing:
