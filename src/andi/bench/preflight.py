@@ -112,9 +112,7 @@ def check_writable_dir(path: Path, option: str) -> None:
     nothing (root, ACLs, read-only mounts). Leaves nothing behind.
     """
     try:
-        existing = path
-        while not existing.exists() and existing != existing.parent:
-            existing = existing.parent
+        existing = _nearest_existing(path)
     except OSError as e:  # e.g. a name too long for the filesystem
         raise SetupError(f"{option} {_short(path)}: {e.strerror or e}; choose a shorter {option}") from None
     if not existing.is_dir():
@@ -128,6 +126,14 @@ def check_writable_dir(path: Path, option: str) -> None:
             f"{option} {_short(path)}: cannot write in {_short(existing)} ({e.strerror or e}); choose a writable "
             f"{option}"
         ) from None
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` itself, or its nearest ancestor that exists (where it would be created)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
 
 
 #: The longest file name a results directory holds: a 64-hex-digit key, ``.claim.takeover`` or a temporary suffix.
@@ -172,11 +178,8 @@ REPORT_BYTES = 20_000_000
 
 def check_free_space(path: Path, runs: int, steps: int, option: str = "--out") -> None:
     """Refuse a sweep whose records (``runs`` records of about ``steps`` steps each) and report would not fit."""
-    existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
     try:
-        free = shutil.disk_usage(existing).free
+        free = shutil.disk_usage(_nearest_existing(path)).free
     except OSError:
         return  # nothing to measure with; writing will say what is wrong
     needed = runs * (RECORD_BASE_BYTES + RECORD_BYTES_PER_STEP * steps) + REPORT_BYTES
