@@ -62,7 +62,7 @@ NAMES = list(CASES)
 
 def _available(name: str) -> None:
     if name not in list_optimizers():
-        pytest.skip(f"{name}: optional package not installed (pip install 'andi-optim[family]')")
+        pytest.skip(f"{name}: optional package not installed (pip install 'pytorch-optimizer>=4.1')")
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -17,6 +17,7 @@ from andi.bench import cli
 
 @pytest.fixture
 def fake_runner(monkeypatch: pytest.MonkeyPatch) -> CountingRun:
+    """Counts runs in this process, so the sweeps that use it say ``--executor serial``."""
     fake = CountingRun()
     monkeypatch.setattr(runner_mod, "run", fake)
     return fake
@@ -28,6 +29,8 @@ def test_run_fair_with_fake_runner_then_report(
     out = tmp_path / "res"
     argv = [
         "run",
+        "--executor",
+        "serial",
         "--protocol",
         "fair",
         "--task",
@@ -62,6 +65,8 @@ def test_run_fair_with_fake_runner_then_report(
 def test_run_replay_with_fake_runner(tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path) -> None:
     argv = [
         "run",
+        "--executor",
+        "serial",
         "--protocol",
         "replay",
         "--task",

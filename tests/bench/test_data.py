@@ -93,6 +93,12 @@ def test_resolve_data_root_precedence(tmp_path: Path, monkeypatch: pytest.Monkey
     assert data.resolve_data_root() == shared
 
 
+def test_repo_root_is_the_checkout() -> None:
+    """The tests run from a source checkout: its root holds pyproject.toml (and ../shared/data sits beside it)."""
+    root = data._repo_root()
+    assert (root / "pyproject.toml").is_file() and (root / "src" / "andi").is_dir()
+
+
 # ------------------------------------------------------------------------------------------------ checksums
 def _spec_for(monkeypatch: pytest.MonkeyPatch, rel: str, content: bytes, urls: tuple[str, ...] = ()) -> None:
     digest = data.hashlib.sha256(content).hexdigest()

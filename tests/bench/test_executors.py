@@ -250,7 +250,7 @@ def test_ray_missing_names_the_extra(
 ) -> None:
     monkeypatch.setattr(preflight, "_ray_installed", lambda: False)
     assert cli.main(["quick", "--size", "smoke", "--executor", "ray", "--out", str(tmp_path / "out")]) == 3
-    assert "Ray is not installed; pip install 'andi-optim[ray]'" in capsys.readouterr().err
+    assert "Ray is not installed; pip install 'ray>=2.9'" in capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "ray", None)  # and the executor itself, used from Python
     from andi.bench.errors import SetupError
     from andi.bench.execution.executors import RayExecutor

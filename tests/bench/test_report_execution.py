@@ -33,7 +33,7 @@ def test_report_names_the_executor_and_marks_packed_timings(tmp_path: Path) -> N
     run_fair(P.QUICK_SMOKE, "saddle", Sweep(packed, run_fn=CountingRun(), executor=_PackedGpu()), size="smoke")
 
     md = generate_report(solo, figures=False).read_text()
-    assert "Timings were taken by: serial executor, 1 run(s) at once" in md
+    assert "Timings were taken by: serial executor, 1 run at once" in md
     assert "†" not in _table_header(md, "saddle") and "packed on one GPU" not in md
 
     md = generate_report(packed, figures=False).read_text()

@@ -116,4 +116,4 @@ def test_two_processes_share_one_results_directory(
     assert cli.main([*_argv(single, synthetic_data_root), "--no-progress"]) == 0
     report = _report(shared, tmp_path / "shared.md")
     assert report == _report(single, tmp_path / "single.md")
-    assert "serial executor, 1 run(s) at once, 1 thread(s) per run (12 runs)" in report
+    assert "serial executor, 1 run at once, 1 thread per run (12 runs)" in report

@@ -244,6 +244,7 @@ def test_run_study_runs_every_arm_by_default(
     tmp_path: Path, fake_runner: CountingRun, synthetic_data_root: Path
 ) -> None:
     common = ["--out", str(tmp_path), "--no-progress", "--no-report", "--data-root", str(synthetic_data_root)]
+    common += ["--executor", "serial"]  # the fake runner counts calls in this process
     assert cli.main(["run", "--protocol", "study", "--task", "quadratic", "--size", "smoke", *common]) == 0
     manifest = json.loads((tmp_path / "manifest-study-quadratic-smoke.json").read_text())
     arms = {a["arm"]: a for a in manifest["arms"]}

@@ -13,10 +13,12 @@ Subcommands::
     andi-bench step   ...   (optimizer-step micro-benchmarks, forwarded to andi.bench.stepbench)
 
 Every run is stored as one JSON record in the output directory, keyed by its config hash: re-running the
-same command resumes an interrupted sweep without redoing finished runs. Runs execute one at a time in this
-process (``--executor serial``, the default), in ``N`` worker processes (``--executor local --workers N``, which
-``--workers`` alone implies; on CUDA ``--workers-per-gpu K`` packs ``K`` runs on each visible GPU) or as Ray
-tasks (``--executor ray [--ray-address ADDR]``, which ``--ray-address`` alone implies). Several processes, or
+same command resumes an interrupted sweep without redoing finished runs. Without execution flags the sweep runs
+as :mod:`andi.bench.execution.defaults` chooses from the cores and the models (on a CPU with small models: one
+worker per core, one thread each). Runs execute one at a time in this process (``--executor serial``), in ``N``
+worker processes (``--executor local --workers N``, which ``--workers`` alone implies; on CUDA
+``--workers-per-gpu K`` packs ``K`` runs on each visible GPU) or as Ray tasks (``--executor ray
+[--ray-address ADDR]``, which ``--ray-address`` alone implies). Several processes, or
 machines on a shared filesystem, may point ``--out`` at the same directory: each run is claimed before it
 starts (:mod:`andi.bench.execution.claims`; a claim whose holder stopped its heartbeat is stale). Progress bars
 appear on an interactive terminal and stay off when ``CI`` is set or stderr is not a TTY. SIGTERM, SIGHUP and Ctrl-C
@@ -74,6 +76,7 @@ from andi.bench.protocols import (
     get_protocol,
 )
 from andi.bench.tasks.data import ChecksumError, DataMissingError
+from andi.bench.util import one_line_warnings
 
 if TYPE_CHECKING:
     from andi.bench.execution.sweep import Sweep
@@ -137,9 +140,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="torch intra-op threads per run (serial: this process's, default torch's; local: each "
-        "worker's, default cores / workers; ray: CPUs and threads per task, default 1). On a busy CPU, "
-        "1 avoids the heavy slowdown of oversubscribed threads; the count is stored in every record",
+        help="torch intra-op threads per run (default, without any execution flag: 1 per run for small models, "
+        "up to 4 for large ones; with --executor serial: torch's; local: cores / workers; ray: 1). The count "
+        "is stored in every record",
     )
     x = p.add_argument_group(
         "execution (at the same --threads per run, every executor gives the same metrics; only timings differ)"
@@ -148,11 +151,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "--executor",
         choices=("serial", "local", "ray"),
         default=None,
-        help="serial: one run at a time here (default); local: worker processes on this machine "
+        help="serial: one run at a time here; local: worker processes on this machine "
         "(implied by --workers/--workers-per-gpu); ray: Ray tasks, local or on a cluster (implied by "
-        "--ray-address; pip install 'andi-optim[ray]')",
+        "--ray-address; needs Ray: pip install 'ray>=2.9')",
     )
-    x.add_argument("--workers", type=int, default=None, metavar="N", help="local: runs at once (default: one per core)")
+    x.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local: runs at once (default: one per core, fewer for large models)",
+    )
     x.add_argument(
         "--workers-per-gpu",
         type=int,
@@ -293,6 +302,12 @@ def _check_machine(out: Path, tasks: Sequence[str], args: argparse.Namespace) ->
     check_data(tasks, args.data_root)
 
 
+def _declared_runs(protocol: FairProtocol | ReplayProtocol, tasks: Sequence[str], arms: Sequence[str] | None) -> int:
+    from andi.bench.protocols.plans import planned_runs
+
+    return sum(planned_runs(protocol, arms).values()) * len(tasks)
+
+
 def _check_space(
     out: Path,
     protocol: FairProtocol | ReplayProtocol,
@@ -302,10 +317,9 @@ def _check_space(
     steps: int | None,
 ) -> None:
     """Enough free space for the sweep's records (the declared runs and half as many again for edge extensions)."""
-    from andi.bench.protocols.plans import planned_runs
     from andi.bench.tasks import TASKS
 
-    runs = sum(planned_runs(protocol, arms).values()) * len(tasks) * 3 // 2
+    runs = _declared_runs(protocol, tasks, arms) * 3 // 2
     longest = max(steps or TASKS[t].sizes[size].steps for t in tasks)
     check_free_space(out, runs, longest)
 
@@ -329,6 +343,31 @@ def _sweep(out: Path, args: argparse.Namespace, executor: str) -> Sweep:
     return Sweep(
         out, data_root=args.data_root, progress=args.progress, executor=runner, claim_timeout=args.claim_timeout
     )
+
+
+def _default_execution(args: argparse.Namespace, runs: int, tasks: Sequence[str], size: str) -> str | None:
+    """Without any execution flag: the executor, workers and threads that suit this machine and these models
+    (set on ``args``; returns the executor's name, or ``None`` when the command line chose)."""
+    explicit = (args.executor, args.workers, args.threads, args.workers_per_gpu, args.ray_address)
+    if any(v is not None for v in explicit):
+        return None
+    import torch
+
+    from andi.bench.execution.defaults import choose_execution
+    from andi.bench.execution.executors import available_cores, visible_gpus
+    from andi.bench.tasks import TASKS
+
+    def params(task: str) -> int:
+        with torch.device("meta"):
+            model = TASKS[task](size, args.data_root).build_model(0)
+        return sum(p.numel() for p in model.parameters())
+
+    gpus = len(visible_gpus()) if args.device.startswith("cuda") else 0
+    largest = max((params(t) for t in tasks), default=0)
+    chosen = choose_execution(cores=available_cores(), gpus=gpus, device=args.device, runs=runs, largest_params=largest)
+    args.executor, args.workers, args.threads = chosen.executor, chosen.workers, chosen.threads
+    logger.info("%s; --workers/--threads choose otherwise", chosen.describe())
+    return chosen.executor
 
 
 def _check_execution(args: argparse.Namespace) -> str:
@@ -359,6 +398,9 @@ def cmd_quick(args: argparse.Namespace) -> int:
     _check_threads(args)
     executor = _check_execution(args)
     _check_machine(out, protocol.tasks, args)
+    executor = (
+        _default_execution(args, _declared_runs(protocol, protocol.tasks, None), protocol.tasks, args.size) or executor
+    )
     _check_space(out, protocol, protocol.tasks, args.size, None, None)
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
@@ -418,6 +460,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = _check_execution(args)
     out = args.results_dir = args.out or DEFAULT_RESULTS / protocol.name
     _check_machine(out, tasks, args)
+    executor = _default_execution(args, _declared_runs(protocol, tasks, arms), tasks, size) or executor
     _check_space(out, protocol, tasks, size, arms, args.steps)
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
@@ -518,7 +561,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, format="andi-bench: %(message)s")
     handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "list": cmd_list}
     try:
-        with stop_signals_raise():
+        with stop_signals_raise(), one_line_warnings():
             return handlers[args.command](args)
     except UserError as e:
         return _fail(e, e.exit_code, args)

@@ -1,7 +1,7 @@
 """The ``andi-bench`` entry point: says in one line which extra to install when the benchmark's packages are missing.
 
-``pip install andi-optim`` installs the optimizer with torch alone; the benchmark needs numpy, matplotlib and tqdm
-(``pip install 'andi-optim[bench]'``). This module imports nothing beyond the standard library until they are there.
+``pip install .`` (in a checkout) installs the optimizer with torch alone; the benchmark needs numpy, matplotlib
+and tqdm (the ``bench`` extra, ``pip install '.[bench]'``). This module imports nothing beyond the standard library until they are there.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(
             f"andi-bench: error: the benchmark needs {', '.join(missing)}, which are not installed; "
-            "pip install 'andi-optim[bench]'",
+            "pip install numpy matplotlib tqdm (the 'bench' extra: pip install -e '.[bench]' in a checkout)",
             file=sys.stderr,
         )
         return _EXIT_SETUP

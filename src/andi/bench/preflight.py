@@ -246,7 +246,7 @@ def check_execution(
             f"--workers-per-gpu: packs runs onto GPUs, but --device is {device}; add --device cuda or use --workers"
         )
     if name == "ray" and not _ray_installed():
-        raise SetupError("--executor ray: Ray is not installed; pip install 'andi-optim[ray]'")
+        raise SetupError("--executor ray: Ray is not installed; pip install 'ray>=2.9' (the 'ray' extra)")
     return name
 
 

@@ -6,10 +6,12 @@ both kinds name the same machine the same way.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
+import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -17,7 +19,19 @@ import torch
 
 import andi
 
-__all__ = ["device_info", "final_value", "finite_or_none", "progress_bar", "sync", "versions", "warn_once"]
+__all__ = [
+    "DataNote",
+    "device_info",
+    "final_value",
+    "finite_or_none",
+    "one_line_warnings",
+    "plural",
+    "progress_bar",
+    "show_warning_in_one_line",
+    "sync",
+    "versions",
+    "warn_once",
+]
 
 _warned: set[str] = set()
 
@@ -94,8 +108,40 @@ def final_value(record: Mapping[str, Any]) -> float | None:
     return finite_or_none(record["final"].get("value"))
 
 
-def warn_once(key: str, message: str) -> None:
+class DataNote(UserWarning):
+    """A note about the datasets (an approximate copy, verification off), true of every run that reads them.
+
+    ``andi-bench`` checks the data in its own process before any run, so the note shows once there; worker
+    processes ignore it rather than repeat it once per worker.
+    """
+
+
+def plural(n: Any, word: str) -> str:
+    """``"1 thread"``, ``"2 threads"``; a count that is not a number (``"?"``) takes the plural."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def warn_once(key: str, message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message)`` the first time ``key`` is seen in this process (a setting read on every load)."""
     if key not in _warned:
         _warned.add(key)
-        warnings.warn(message, UserWarning, stacklevel=3)
+        warnings.warn(message, category, stacklevel=3)
+
+
+def show_warning_in_one_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """A ``warnings.showwarning`` that prints ``andi-bench: warning: <message>`` on one line, with no source line.
+
+    The command line's users cannot act on the file and line of a library call; they can act on the message.
+    """
+    print(f"andi-bench: warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """Inside: each shown warning is one line (:func:`show_warning_in_one_line`)."""
+    previous = warnings.showwarning
+    warnings.showwarning = show_warning_in_one_line
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous

@@ -22,7 +22,8 @@ from torch.optim import Optimizer
 __all__ = ["EXTRA", "LIBRARY_SPECS", "LibraryFactory", "LibrarySpec", "is_available", "library_factory", "require"]
 
 #: The pip extra that installs every optional library.
-EXTRA = "andi-optim[family]"
+#: What the ``family`` extra adds, as a requirement pip can install anywhere (andi-optim itself is not on PyPI yet).
+EXTRA = "pytorch-optimizer>=4.1"
 #: Minimum versions whose math the tests check (``tests/optim/test_library_baselines.py``).
 MIN_VERSIONS = {"pytorch_optimizer": (4, 1)}
 _DISTRIBUTIONS = {"pytorch_optimizer": "pytorch-optimizer"}
@@ -61,7 +62,7 @@ def require(module: str, what: str) -> Any:
     except ImportError as exc:
         raise ImportError(
             f"{what} needs the optional package '{dist}', which is not installed. "
-            f"Install the comparison family with: pip install '{EXTRA}'"
+            f"Install the comparison family with: pip install '{EXTRA}' (the 'family' extra)"
         ) from exc
     minimum = MIN_VERSIONS.get(module)
     if minimum is not None:

@@ -14,7 +14,7 @@ machines need no access to it, only to the datasets.
   out of memory) yields a failed outcome for the run it held and is replaced; the other workers go on.
 * :class:`RayExecutor` — Ray tasks with ``num_cpus`` (= threads per run) and ``num_gpus`` (1 / runs per GPU),
   on a local Ray instance (``ray.init()``), a multi-GPU node, or a cluster (``address="auto"``). Ray is the
-  optional extra ``andi-optim[ray]``; every node needs ``andi-optim`` installed and the datasets at the same
+  optional extra ``ray`` (``pip install '.[ray]'`` in a checkout); every node needs ``andi-optim`` installed and the datasets at the same
   ``--data-root``.
 
 The run function is :func:`andi.bench.execution.runner.run` unless the sweep is given another. For tests only, the
@@ -35,6 +35,7 @@ import signal
 import socket
 import sys
 import traceback
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from andi.bench.errors import STOP_SIGNALS, SetupError, UserError
+from andi.bench.util import DataNote, show_warning_in_one_line
 
 if TYPE_CHECKING:
     from andi.bench.execution.runner import RunConfig
@@ -66,7 +68,7 @@ logger = logging.getLogger("andi.bench")
 EXECUTORS = ("serial", "local", "ray")
 #: Test hook: ``module:function`` replacing :func:`andi.bench.execution.runner.run` (never set it for real results).
 ENV_RUN_FN = "ANDI_BENCH_RUN_FN"
-RAY_EXTRA = "pip install 'andi-optim[ray]'"
+RAY_EXTRA = "pip install 'ray>=2.9' (the 'ray' extra)"
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
@@ -212,6 +214,12 @@ class SerialExecutor(Executor):
             yield execute_one(spec, config)
 
 
+def _quiet_data_notes() -> None:
+    """In a worker: notes about the data were shown by the driver's check; other warnings are one line each."""
+    warnings.simplefilter("ignore", DataNote)
+    warnings.showwarning = show_warning_in_one_line
+
+
 # ------------------------------------------------------------------------------------------------ local
 def _worker_main(conn: Connection, threads: int, gpu: str | None) -> None:
     """A local worker: receives ``(spec, config)`` pairs, sends back outcomes, until ``None`` or EOF."""
@@ -220,6 +228,7 @@ def _worker_main(conn: Connection, threads: int, gpu: str | None) -> None:
     for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     _die_with_parent()
+    _quiet_data_notes()
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu  # before this process first touches CUDA
     while True:
@@ -500,6 +509,7 @@ class RayExecutor(Executor):
 
 def _ray_task(spec: RunSpec, config: RunConfig, threads: int) -> Outcome:
     """The body of a Ray task (module level, so Ray ships it by reference)."""
+    _quiet_data_notes()
     return execute_one(spec, config, threads)
 
 

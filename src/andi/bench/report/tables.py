@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from andi.bench.report import stats
 from andi.bench.report.analysis import packed_runs
+from andi.bench.util import plural
 
 if TYPE_CHECKING:
     from andi.bench.report.analysis import ArmResult, Comparison, TaskResult
@@ -64,7 +65,7 @@ def env_lines(results: Sequence[TaskResult]) -> list[str]:
     return [
         f"Environment of the first record: andi {v.get('andi', '?')}, torch {v.get('torch', '?')}, "
         f"python {v.get('python', '?')}, numpy {v.get('numpy', '?')}; device {d.get('type', '?')} "
-        f"({d.get('name', '?')}), {d.get('threads', '?')} threads.",
+        f"({d.get('name', '?')}), {plural(d.get('threads', '?'), 'thread')}.",
         "",
         execution_line(results),
     ]
@@ -79,8 +80,8 @@ def execution_line(results: Sequence[TaskResult]) -> str:
             way = "not recorded (before executors)"
         else:
             way = (
-                f"{ex.get('executor', '?')} executor, {ex.get('workers', '?')} run(s) at once, "
-                f"{ex.get('threads', '?')} thread(s) per run"
+                f"{ex.get('executor', '?')} executor, {plural(ex.get('workers', '?'), 'run')} at once, "
+                f"{plural(ex.get('threads', '?'), 'thread')} per run"
             )
             way += f", {ex['packed']} per GPU (packed)" if packed_runs(r) > 1 else ""
         ways[way] = ways.get(way, 0) + 1

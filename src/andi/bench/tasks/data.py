@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from andi.bench.util import warn_once
+from andi.bench.util import DataNote, warn_once
 
 __all__ = [
     "CIFAR10_ARCHIVE",
@@ -165,7 +165,7 @@ SOURCES: dict[str, RemoteFile] = {
 # ----------------------------------------------------------------------------------------------- data root
 def _repo_root() -> Path:
     # src/andi/bench/tasks/data.py -> the checkout (meaningful for an editable install only; only used if it exists)
-    return Path(__file__).resolve().parents[3]
+    return Path(__file__).resolve().parents[4]
 
 
 def resolve_data_root(data_root: str | os.PathLike[str] | None = None) -> Path:
@@ -209,7 +209,9 @@ def _cached_digest(path: Path, algorithm: str) -> str:
 
 def _verification_enabled() -> bool:
     if os.environ.get(ENV_VERIFY, "1").strip().lower() in ("0", "false", "no", "off"):
-        warn_once("noverify", f"{ENV_VERIFY}=0: dataset checksums are NOT verified; results may be meaningless.")
+        warn_once(
+            "noverify", f"{ENV_VERIFY}=0: dataset checksums are NOT verified; results may be meaningless.", DataNote
+        )
         return False
     return True
 
@@ -252,6 +254,7 @@ def verify_file(path: Path, spec: RemoteFile, *, fix: str, extra_md5: Iterable[s
             f"{path.parent} is the approximate CIFAR-10 copy rebuilt from JPEGs (not byte-identical to the "
             "official release; see shared/data/README.md): results are close to, not equal to, runs on the "
             "official files.",
+            DataNote,
         )
 
 
