@@ -37,6 +37,52 @@ class DocstringTemplates(griffe.Extension):
             return
         docstring.value = rest_to_markdown(docstring.value)
 
+    def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        for function in _functions(pkg):
+            for parameter in function.parameters:
+                value = _constant_value(function, parameter.default)
+                if value is not None:
+                    parameter.default = value
+
+
+def _functions(obj: griffe.Object, seen: set[str] | None = None) -> list[griffe.Function]:
+    """Every function and method defined in ``obj`` (aliases are skipped: their targets are visited where defined)."""
+    seen = set() if seen is None else seen
+    found: list[griffe.Function] = []
+    for member in obj.members.values():
+        if member.is_alias or member.path in seen:
+            continue
+        seen.add(member.path)
+        if member.is_function:
+            found.append(member)
+        elif member.is_class or member.is_module:
+            found.extend(_functions(member, seen))
+    return found
+
+
+def _constant_value(scope: griffe.Object, default: Any) -> str | None:
+    """The literal value of a default that names a module constant (``min_dim=DEFAULT_MIN_DIM`` shows ``16``)."""
+    if not isinstance(default, griffe.ExprName):
+        return None
+    try:
+        target = scope.modules_collection[default.canonical_path]
+    except Exception:  # not in the loaded packages (torch, builtins) or unresolvable
+        return None
+    if target.is_alias:
+        try:
+            target = target.final_target
+        except Exception:
+            return None
+    value = getattr(target, "value", None) if target.is_attribute else None
+    return str(value) if value is not None and _is_literal(str(value)) else None
+
+
+_LITERAL = re.compile(r"^(?:-?[\d.e+-]+|True|False|None|'[^']*'|\"[^\"]*\")$")
+
+
+def _is_literal(text: str) -> bool:
+    return bool(_LITERAL.match(text))
+
 
 _SOURCES: dict[str, list[str]] = {}
 
@@ -100,8 +146,9 @@ def rest_to_markdown(text: str) -> str:
             if block:
                 indent = line[: _indent(line)]
                 title = _TITLE.match(stripped)
-                if title:  # "Example::" alone: a Google section whose body is the code
-                    out.append(f"{indent}{title.group(1)}:")
+                if title:  # "Example::" alone: a Google "Examples:" section whose body is the code
+                    section = "Examples" if title.group(1) == "Example" else title.group(1)
+                    out.append(f"{indent}{section}:")
                     fence_indent = indent + "    "
                 else:
                     out.append(line.rstrip()[:-1])  # "... with x::" -> "... with x:"
@@ -181,9 +228,9 @@ def _table(lines: list[str], start: int) -> tuple[list[str] | None, int]:
     if not rows:
         return None, start
     indent = border[: _indent(border)]
-    header_given = borders == 3
-    header = rows[0] if header_given else [""] * len(spans)
-    body = rows[1:] if header_given else rows
+    if borders != 3:  # Markdown has no header-less table: an empty header row would show; give the table one
+        raise ValueError(f"a reST table without a header row: {rows[0]}; add a header row and a border under it")
+    header, body = rows[0], rows[1:]
     md = [indent + "| " + " | ".join(header) + " |", indent + "|" + "---|" * len(spans)]
     md += [indent + "| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in body]
     return [*md, ""], i

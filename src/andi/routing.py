@@ -214,7 +214,7 @@ def decayed_parameters(model: nn.Module, rule: str = "v7") -> list[str]:
     LayerNorm and BatchNorm gains do not); any parameter no rule reaches does not decay. ``"all"`` returns every
     name.
 
-    Example:
+    Examples:
         >>> model = nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4), nn.Linear(4, 2))
         >>> decayed_parameters(model)
         ['2.weight']

@@ -89,3 +89,12 @@ def test_quick_without_flags_records_the_chosen_execution_and_prints_one_line_pe
     for record in records:
         ex = record["execution"]
         assert (ex["executor"], ex["workers"], ex["threads"]) == (expected.executor, expected.workers or 1, 1)
+
+
+def test_the_module_examples_hold() -> None:
+    import doctest
+
+    from andi.bench.execution import defaults
+
+    result = doctest.testmod(defaults)
+    assert result.attempted >= 2 and result.failed == 0

@@ -1,7 +1,8 @@
 """The ``andi-bench`` entry point: says in one line which extra to install when the benchmark's packages are missing.
 
 ``pip install .`` (in a checkout) installs the optimizer with torch alone; the benchmark needs numpy, matplotlib
-and tqdm (the ``bench`` extra, ``pip install '.[bench]'``). This module imports nothing beyond the standard library until they are there.
+and tqdm (the ``bench`` extra, ``pip install '.[bench]'``). This module imports nothing beyond the standard library
+until they are there.
 """
 
 from __future__ import annotations

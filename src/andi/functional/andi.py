@@ -13,6 +13,8 @@ Backends, all with the same result (tests hold them to 1e-6 relative in fp32) an
 and every gradient screened before the first write, so a refused step leaves everything as it was):
 
 ==============  =======================================================================================
+backend         how the step runs
+==============  =======================================================================================
 ``"single"``    one tensor at a time (:mod:`andi.functional.eager`), the readable reference loop
 ``"foreach"``   ``torch._foreach_*`` over (device, dtype) buckets (:mod:`andi.functional.eager`)
 ``"compiled"``  one ``torch.compile`` graph over every tensor (:mod:`andi.functional.fused`)
@@ -64,7 +66,7 @@ def resolve_backend(
     and :func:`~andi.functional.eager.default_foreach`. DTensor parameters always take ``"dtensor"``. The result is
     one of :data:`BACKENDS` (never ``"auto"``) or ``"fused"`` (Triton where it applies, else compiled).
 
-    Example:
+    Examples:
         >>> resolve_backend([torch.zeros(3)], foreach=False)
         'single'
     """
@@ -156,7 +158,7 @@ def andi(
         recomputed in float64 when the fast accumulation overflows); beyond that it is refused like a non-finite one,
         with a message that says so.
 
-    Example:
+    Examples:
         >>> p, g = torch.ones(3), torch.tensor([3.0, 0.0, 4.0])
         >>> bufs = [None]
         >>> andi([p], [g], bufs, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)

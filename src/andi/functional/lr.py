@@ -23,7 +23,7 @@ def decay_weights_(param: Tensor, lr: float | Tensor, weight_decay: float) -> No
 def add_lr_scaled_(param: Tensor, update: Tensor, lr: float | Tensor, scale: float = 1.0) -> None:
     r""":math:`\theta \leftarrow \theta - \eta\,s\,U` in place (``s`` a Python float such as Muon's shape factor).
 
-    Example:
+    Examples:
         >>> import torch
         >>> p = torch.ones(2)
         >>> add_lr_scaled_(p, torch.tensor([1.0, 2.0]), torch.tensor(0.5), scale=2.0)

@@ -50,7 +50,7 @@ def muon_shape_scale(shape: torch.Size | tuple[int, ...], adjust_lr_fn: str | No
     ``None``/``"original"``: :math:`\sqrt{\max(1, m/n)}` (KellerJordan; torch's default).
     ``"match_rms_adamw"``: :math:`0.2\sqrt{\max(m, n)}` (Moonlight, arXiv 2502.16982).
 
-    Example:
+    Examples:
         >>> muon_shape_scale((64, 16)), muon_shape_scale((16, 64)), muon_shape_scale((8, 4, 3, 3))
         (2.0, 1.0, 1.0)
     """
@@ -117,7 +117,7 @@ def muon(
     ``ns_safety`` multiplies the Newton–Schulz input norm (Polar Express uses ``1.02`` with ``eps=1e-6``).
     ``ns_dtype`` is the Newton–Schulz dtype; ``None`` picks it per gradient device (float32 on CPU, bf16 elsewhere).
 
-    Example:
+    Examples:
         >>> p, g = torch.zeros(2, 2), torch.eye(2)
         >>> bufs = [None]
         >>> muon([p], [g], bufs, lr=0.1, weight_decay=0.0)

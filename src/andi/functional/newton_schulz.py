@@ -73,7 +73,7 @@ def resolve_ns_dtype(ns_dtype: torch.dtype | None, device: torch.device | str) -
     ``None`` is the device-dependent default of :class:`andi.optim.Muon` (see the module docstring for why CPUs get
     float32). Pass ``torch.bfloat16`` to reproduce ``torch.optim.Muon`` bit for bit on CPU.
 
-    Example:
+    Examples:
         >>> resolve_ns_dtype(None, "cpu"), resolve_ns_dtype(None, "cuda:0"), resolve_ns_dtype(torch.bfloat16, "cpu")
         (torch.float32, torch.bfloat16, torch.bfloat16)
     """

@@ -60,7 +60,7 @@ def normuon(
     ``m × 1`` zeros — and stored back into their lists. Gradients are never modified; a Tensor ``lr`` is never read
     on the host. ``eps`` is the row normalization's; the Newton–Schulz input-norm bound stays Muon's 1e-7.
 
-    Example:
+    Examples:
         >>> p, g = torch.zeros(2, 4), torch.tensor([[1.0, 0, 0, 0], [0, 2.0, 0, 0]])
         >>> bufs, rows = [None], [None]
         >>> normuon([p], [g], bufs, rows, lr=0.1)

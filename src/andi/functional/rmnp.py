@@ -43,7 +43,7 @@ def rmnp(
     ``momentum_buffers[i]`` may be ``None``: a zero buffer is then created and stored back into the list. Gradients
     are never modified; a Tensor ``lr`` is never read on the host.
 
-    Example:
+    Examples:
         >>> p, g = torch.zeros(2, 2), torch.tensor([[3.0, 4.0], [0.0, 2.0]])
         >>> bufs = [None]
         >>> rmnp([p], [g], bufs, lr=0.1, momentum=0.5)

@@ -48,7 +48,7 @@ def scion(
     modified; a Tensor ``lr`` is never read on the host. ``weight_decay`` applies to the unconstrained form only (the
     constrained one decays with :math:`\lambda = 1`).
 
-    Example:
+    Examples:
         >>> p, g = torch.ones(2, 2), torch.tensor([[1.0, -2.0], [3.0, -4.0]])
         >>> bufs = [None]
         >>> scion([p], [g], bufs, lr=0.1, norm="sign", norm_kwargs={"normalized": False})

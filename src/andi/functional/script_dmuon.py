@@ -42,7 +42,7 @@ _ADAM_EPS = 1e-8
 def uses_script_dmuon_newton_schulz(shape: torch.Size | tuple[int, ...]) -> bool:
     """Whether the v7 script's D-Muon sends a tensor of ``shape`` to its Newton–Schulz branch (else to AdamW).
 
-    Example:
+    Examples:
         >>> uses_script_dmuon_newton_schulz((64, 128)), uses_script_dmuon_newton_schulz((32, 128))
         (True, False)
         >>> uses_script_dmuon_newton_schulz((64, 3, 3, 3)), uses_script_dmuon_newton_schulz((128,))
@@ -73,7 +73,7 @@ def script_dmuon(
     State lists hold ``None`` for a tensor without that state yet; created tensors (and the AdamW step count, an
     ``int``) are written back into the lists. Gradients are never modified.
 
-    Example:
+    Examples:
         >>> p, g = torch.zeros(3), torch.tensor([1.0, -2.0, 3.0])  # a vector: the AdamW branch
         >>> bufs, m, v, t = [None], [None], [None], [None]
         >>> script_dmuon([p], [g], bufs, m, v, t, lr=0.1, weight_decay=0.0)

@@ -80,7 +80,7 @@ def script_muon(
     ``momentum_buffers[i]`` may be ``None``: a zero buffer like the parameter is then created and stored back into
     the list. Gradients are never modified; a Tensor ``lr`` is never read on the host.
 
-    Example:
+    Examples:
         >>> p, g = torch.zeros(3), torch.tensor([1.0, 2.0, 3.0])  # a vector: plain SGD-Nesterov
         >>> bufs = [None]
         >>> script_muon([p], [g], bufs, lr=0.1)

@@ -33,7 +33,7 @@ def sinkgd(
 
     No state; gradients are never modified; a Tensor ``lr`` is never read on the host.
 
-    Example:
+    Examples:
         >>> import torch
         >>> p, g = torch.zeros(2, 2), torch.tensor([[1.0, 0.0], [0.0, 5.0]])
         >>> sinkgd([p], [g], lr=0.1)

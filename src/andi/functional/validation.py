@@ -91,7 +91,7 @@ def check_hyperparameters(
     bools; ``momentum_dtype`` a floating
     ``torch.dtype`` or ``None``. The choice of implementation is checked by :func:`check_backend`.
 
-    Example:
+    Examples:
         >>> check_hyperparameters(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)
         >>> check_hyperparameters(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=0.0, min_dim=16)
         Traceback (most recent call last):
@@ -264,7 +264,7 @@ class AndiHyperparameters:
     :math:`M \leftarrow \mu M + H`, :math:`U = H + \mu M` (``nesterov``) or :math:`M`,
     :math:`\theta \leftarrow \theta(1 - \eta\lambda) - \eta U`.
 
-    Example:
+    Examples:
         >>> hp = AndiHyperparameters(lr=0.02, momentum=0.9, nesterov=True, weight_decay=0.0, eps=1e-8, min_dim=16)
         >>> hp.compat
         'paper'

@@ -63,7 +63,7 @@ class ANDI(Optimizer):
     .. math::
         \begin{aligned}
         &\textbf{input}: \eta \text{ (lr)},\ \mu \text{ (momentum)},\ \lambda \text{ (weight decay)},\
-            \epsilon,\ \delta \text{ (min\_dim)},\ \text{nesterov} \\
+            \epsilon,\ \delta \text{ (min_dim)},\ \text{nesterov} \\
         &\textbf{for } t = 1, 2, \ldots \textbf{ and every parameter } \theta \text{ with gradient } G_t: \\
         &\quad \nu = \|G_t\|_F,\quad \tau = \sqrt{\nu^2 + 1} \\
         &\quad \textbf{if } \min(m, n) > \delta \text{ for } M = G_t \text{ viewed as } (d_1, d_2\cdots d_k): \\

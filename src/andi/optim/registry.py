@@ -107,7 +107,8 @@ def create_optimizer(
 
     Raises:
         ValueError: unknown name or inconsistent arguments.
-        ImportError: the entry's optional package is missing; the message names ``pip install 'pytorch-optimizer>=4.1'``.
+        ImportError: the entry's optional package is missing; the message names
+            ``pip install 'pytorch-optimizer>=4.1'``.
     """
     spec = _get(name)
     _require(spec)

@@ -42,7 +42,7 @@ class ScriptDMuon(FunctionalOptimizer):
     place; ``bf16_newton_schulz=False`` keeps fp32 instead). The update rule is
     :func:`andi.functional.script_dmuon.script_dmuon`.
 
-    Example:
+    Examples:
         >>> import torch, andi
         >>> model = torch.nn.Linear(64, 64)
         >>> opt = ScriptDMuon(andi.weight_decay_groups(model, 0.01), lr=0.02)

@@ -14,8 +14,8 @@ machines need no access to it, only to the datasets.
   out of memory) yields a failed outcome for the run it held and is replaced; the other workers go on.
 * :class:`RayExecutor` — Ray tasks with ``num_cpus`` (= threads per run) and ``num_gpus`` (1 / runs per GPU),
   on a local Ray instance (``ray.init()``), a multi-GPU node, or a cluster (``address="auto"``). Ray is the
-  optional extra ``ray`` (``pip install '.[ray]'`` in a checkout); every node needs ``andi-optim`` installed and the datasets at the same
-  ``--data-root``.
+  optional extra ``ray`` (``pip install '.[ray]'`` in a checkout); every node needs ``andi-optim`` installed and the
+  datasets at the same ``--data-root``.
 
 The run function is :func:`andi.bench.execution.runner.run` unless the sweep is given another. For tests only, the
 environment variable ``ANDI_BENCH_RUN_FN=module:function`` names a replacement that :func:`resolve_run_fn`
