@@ -1,8 +1,8 @@
 """The ``andi-bench`` entry point: says in one line which extra to install when the benchmark's packages are missing.
 
-``pip install .`` (in a checkout) installs the optimizer with torch alone; the benchmark needs numpy, matplotlib
-and tqdm (the ``bench`` extra, ``pip install '.[bench]'``). This module imports nothing beyond the standard library
-until they are there.
+``pip install .`` (in a checkout) installs the optimizer with torch alone; the benchmark needs numpy, matplotlib,
+tqdm and scipy (the ``bench`` extra, ``pip install '.[bench]'``). This module imports nothing beyond the standard
+library until they are there.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 __all__ = ["BENCH_REQUIREMENTS", "main", "missing_requirements"]
 
 #: The modules ``andi-bench`` needs beyond torch (the ``[bench]`` extra).
-BENCH_REQUIREMENTS = ("numpy", "matplotlib", "tqdm")
+BENCH_REQUIREMENTS = ("numpy", "matplotlib", "tqdm", "scipy")
 #: Exit status when the machine cannot serve the command (as :data:`andi.bench.errors.EXIT_SETUP`).
 _EXIT_SETUP = 3
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if missing:
         print(
             f"andi-bench: error: the benchmark needs {', '.join(missing)}, which are not installed; "
-            "pip install numpy matplotlib tqdm (the 'bench' extra: pip install -e '.[bench]' in a checkout)",
+            "pip install numpy matplotlib tqdm scipy (the 'bench' extra: pip install -e '.[bench]' in a checkout)",
             file=sys.stderr,
         )
         return _EXIT_SETUP

@@ -1,15 +1,8 @@
 """Statistics for benchmark reports: summaries, t-tests, Holm–Bonferroni, time-to-target, AlgoPerf profiles.
 
-Everything here is plain Python (``math`` only) so that the library does not depend on SciPy; the tests
-check every quantity against ``scipy.stats`` where SciPy has an equivalent.
-
-Student's t distribution is computed through the regularized incomplete beta function,
-
-.. math::
-    P(|T_\\nu| > |t|) = I_{\\nu / (\\nu + t^2)}\\left(\\tfrac{\\nu}{2}, \\tfrac{1}{2}\\right),
-
-evaluated with the modified Lentz continued fraction (Numerical Recipes §6.4); quantiles invert the CDF
-by bracketing and bisection. ``df`` may be fractional (Welch).
+The t distribution and the t-tests are SciPy's (``scipy.stats.t``, ``ttest_rel``, ``ttest_ind(equal_var=False)``,
+in the ``bench`` extra); this module keeps the conventions around them (degenerate samples, Holm's correction, the
+direction of a verdict) and the quantities SciPy does not have. ``df`` may be fractional (Welch).
 
 Conventions (docs/design/protocol.md, "Statistics" and "Aggregation across tasks"):
 
@@ -32,6 +25,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import scipy.stats
 
 __all__ = [
     "Summary",
@@ -60,50 +55,6 @@ __all__ = [
 Alternative = Literal["two-sided", "less", "greater"]
 Direction = Literal["better", "worse", "none"]
 
-_CF_MAX_ITER = 500
-_CF_EPS = 1e-15
-_CF_TINY = 1e-300
-
-
-# ----------------------------------------------------------------------------------------- t distribution
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > _CF_TINY else _CF_TINY)
-    h = d
-    for m in range(1, _CF_MAX_ITER + 1):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > _CF_TINY else _CF_TINY)
-        c = 1.0 + aa / c
-        c = c if abs(c) > _CF_TINY else _CF_TINY
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > _CF_TINY else _CF_TINY)
-        c = 1.0 + aa / c
-        c = c if abs(c) > _CF_TINY else _CF_TINY
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < _CF_EPS:
-            return h
-    raise ArithmeticError(f"incomplete beta continued fraction did not converge (a={a}, b={b}, x={x})")
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x must lie in [0, 1], got {x}")
-    if x in (0.0, 1.0):
-        return x
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(log_front)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
 
 def _check_df(df: float) -> None:
     if not df > 0 or math.isinf(df):
@@ -113,52 +64,21 @@ def _check_df(df: float) -> None:
 def t_sf(t: float, df: float) -> float:
     """Survival function P(T > t) of Student's t distribution with ``df`` degrees of freedom."""
     _check_df(df)
-    if math.isnan(t):
-        return math.nan
-    if math.isinf(t):
-        return 0.0 if t > 0 else 1.0
-    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))  # P(T > |t|)
-    return tail if t >= 0 else 1.0 - tail
+    return float(scipy.stats.t.sf(t, df))
 
 
 def t_cdf(t: float, df: float) -> float:
     """Cumulative distribution P(T <= t) of Student's t distribution."""
     _check_df(df)
-    if math.isnan(t):
-        return math.nan
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    tail = 0.5 * _betainc(0.5 * df, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
+    return float(scipy.stats.t.cdf(t, df))
 
 
 def t_ppf(q: float, df: float) -> float:
-    """Quantile function (inverse CDF) of Student's t distribution, by bracketing and bisection."""
+    """Quantile function (inverse CDF) of Student's t distribution."""
     _check_df(df)
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile level must lie in [0, 1], got {q}")
-    if q == 0.0:
-        return -math.inf
-    if q == 1.0:
-        return math.inf
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < q:
-        lo, hi = hi, 2.0 * hi
-        if hi > 1e300:
-            return math.inf
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-14 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
+    return float(scipy.stats.t.ppf(q, df))
 
 
 # ------------------------------------------------------------------------------------------ summaries
@@ -245,26 +165,27 @@ class TestResult:
     __test__ = False  # not a pytest test class
 
 
-def _pvalue(t: float, df: float, alternative: Alternative) -> float:
-    if math.isnan(t) or math.isnan(df):
-        return math.nan
-    if alternative == "two-sided":
-        return min(1.0, 2.0 * t_sf(abs(t), df))
-    if alternative == "greater":
-        return t_sf(t, df)
-    if alternative == "less":
-        return t_cdf(t, df)
-    raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}")
+def _degenerate(diff: float, df: float, alternative: Alternative) -> TestResult:
+    """Zero variance: the statistic is ``±inf`` (p = 0 or 1 by the side) or ``nan`` when the means are equal.
+
+    SciPy gives the same values with a warning about dividing by zero; this is the convention, said once.
+    """
+    if alternative not in ("two-sided", "less", "greater"):
+        raise ValueError(f"alternative must be 'two-sided', 'less' or 'greater', got {alternative!r}")
+    if diff == 0:
+        return TestResult(math.nan, df, math.nan, alternative)
+    t = math.copysign(math.inf, diff)
+    p = {"two-sided": 0.0, "greater": 0.0 if t > 0 else 1.0, "less": 0.0 if t < 0 else 1.0}[alternative]
+    return TestResult(t, df, p, alternative)
 
 
-def _mean_var(xs: Sequence[float]) -> tuple[float, float]:
-    n = len(xs)
-    mean = math.fsum(xs) / n
-    return mean, math.fsum((x - mean) ** 2 for x in xs) / (n - 1)
+def _variance(xs: Sequence[float]) -> float:
+    mean = math.fsum(xs) / len(xs)
+    return math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
 
 
 def welch_ttest(a: Sequence[float], b: Sequence[float], alternative: Alternative = "two-sided") -> TestResult:
-    """Welch's unequal-variance t-test of ``mean(a) - mean(b)``.
+    """Welch's unequal-variance t-test of ``mean(a) - mean(b)`` (``scipy.stats.ttest_ind(equal_var=False)``).
 
     .. math::
         t = \\frac{\\bar a - \\bar b}{\\sqrt{s_a^2/n_a + s_b^2/n_b}}, \\qquad
@@ -276,22 +197,16 @@ def welch_ttest(a: Sequence[float], b: Sequence[float], alternative: Alternative
     xa, xb = [float(v) for v in a], [float(v) for v in b]
     if len(xa) < 2 or len(xb) < 2:
         raise ValueError(f"Welch's t-test needs at least 2 values per sample, got {len(xa)} and {len(xb)}")
-    ma, va = _mean_var(xa)
-    mb, vb = _mean_var(xb)
-    sa, sb = va / len(xa), vb / len(xb)
-    se2 = sa + sb
-    if se2 == 0.0:
-        diff = ma - mb
-        t = math.nan if diff == 0 else math.copysign(math.inf, diff)
-        df = float(len(xa) + len(xb) - 2)
-    else:
-        t = (ma - mb) / math.sqrt(se2)
-        df = se2**2 / (sa**2 / (len(xa) - 1) + sb**2 / (len(xb) - 1))
-    return TestResult(t, df, _pvalue(t, df, alternative), alternative)
+    if _variance(xa) == 0.0 and _variance(xb) == 0.0:
+        diff = math.fsum(xa) / len(xa) - math.fsum(xb) / len(xb)
+        return _degenerate(diff, float(len(xa) + len(xb) - 2), alternative)
+    res = scipy.stats.ttest_ind(xa, xb, equal_var=False, alternative=alternative)
+    return TestResult(float(res.statistic), float(res.df), float(res.pvalue), alternative)
 
 
 def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: Alternative = "two-sided") -> TestResult:
-    """Paired t-test on ``d_i = a_i - b_i`` (seed-paired results): ``t = mean(d) / (std(d) / sqrt(n))``.
+    """Paired t-test on ``d_i = a_i - b_i`` (seed-paired results; ``scipy.stats.ttest_rel``):
+    ``t = mean(d) / (std(d) / sqrt(n))``.
 
     ``alternative="less"`` tests H1: mean(d) < 0 (``a`` lower than ``b``). Needs ``n >= 2`` pairs.
     """
@@ -301,10 +216,10 @@ def paired_ttest(a: Sequence[float], b: Sequence[float], alternative: Alternativ
     if len(xa) < 2:
         raise ValueError(f"paired t-test needs at least 2 pairs, got {len(xa)}")
     d = [x - y for x, y in zip(xa, xb)]
-    md, vd = _mean_var(d)
-    df = float(len(d) - 1)
-    t = (math.nan if md == 0 else math.copysign(math.inf, md)) if vd == 0.0 else md / math.sqrt(vd / len(d))
-    return TestResult(t, df, _pvalue(t, df, alternative), alternative)
+    if _variance(d) == 0.0:
+        return _degenerate(math.fsum(d) / len(d), float(len(d) - 1), alternative)
+    res = scipy.stats.ttest_rel(xa, xb, alternative=alternative)
+    return TestResult(float(res.statistic), float(res.df), float(res.pvalue), alternative)
 
 
 def holm_bonferroni(pvalues: Sequence[float], alpha: float = 0.05) -> list[tuple[float, bool]]:
