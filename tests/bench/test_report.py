@@ -242,3 +242,26 @@ def test_report_is_written_with_the_umask(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+def test_every_arm_has_its_own_style_the_same_on_every_page() -> None:
+    """One style per arm of the family (colour, line, marker), from the arm's name alone."""
+    import andi
+    from andi.bench.protocols.registry import PROTOCOLS
+    from andi.bench.report.plots import ARM_STYLES, arm_style
+
+    arms = {getattr(a, "name", a) for p in PROTOCOLS.values() for a in getattr(p, "arms", ())} | set(
+        andi.list_optimizers()
+    )
+    styles = {arm: arm_style(arm) for arm in arms}
+    canonical = {arm: s for arm, s in styles.items() if arm in ARM_STYLES}
+    keys = [(s["color"], s["linestyle"], s["marker"]) for s in canonical.values()]
+    assert len(set(keys)) == len(keys), "two arms share a style"
+    assert set(ARM_STYLES) >= {getattr(a, "name", a) for p in PROTOCOLS.values() for a in getattr(p, "arms", ())}
+    # the same arm looks the same wherever it is drawn, whatever else is on the page
+    assert all(arm_style(arm) == styles[arm] for arm in arms)
+    assert arm_style("my-optimizer") == arm_style("my-optimizer") and set(arm_style("my-optimizer")) == {
+        "color",
+        "linestyle",
+        "marker",
+    }

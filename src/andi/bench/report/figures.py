@@ -89,11 +89,11 @@ def bands(task: TaskResult, curve: str, metric: str | None = None, bins: int | N
     from andi.bench.report.plots import Band, arm_style
 
     out = []
-    for i, a in enumerate(task.arms):
+    for a in task.arms:
         series = [_series(r, curve, metric) for r in a.records]
         xs, med, lo, hi = _band([s for s in series if len(s[0])], bins)
         if len(xs):
-            out.append(Band(a.label, xs, med, lo, hi, arm_style(a.optimizer, i)))
+            out.append(Band(a.label, xs, med, lo, hi, arm_style(a.arm)))
     return out
 
 
@@ -115,9 +115,7 @@ def lr_figure(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path | None
     from andi.bench.report.plots import LrSeries, arm_style, save_lr_sensitivity
 
     series = [
-        LrSeries(
-            a.label, [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning], a.chosen_lr, arm_style(a.optimizer, i)
-        )
+        LrSeries(a.label, [e["lr"] for e in a.tuning], [e["score"] for e in a.tuning], a.chosen_lr, arm_style(a.arm))
         for i, a in enumerate(t.arms)
         if a.tuning
     ]
@@ -148,16 +146,14 @@ def _time_quality_figure(t: TaskResult, path: Path) -> Path | None:
     from andi.bench.report.plots import ScatterSeries, arm_style, save_scatter
 
     series = []
-    for i, a in enumerate(t.arms):
+    for a in t.arms:
         points = [
             (float(r["timing"]["train_s"]), float(v))
             for r, v in zip(a.records, a.finals)
             if v is not None and _is_time(r["timing"].get("train_s"))
         ]
         if points:
-            series.append(
-                ScatterSeries(a.label, [x for x, _ in points], [y for _, y in points], arm_style(a.optimizer, i))
-            )
+            series.append(ScatterSeries(a.label, [x for x, _ in points], [y for _, y in points], arm_style(a.arm)))
     if not series:
         return None
     return save_scatter(
@@ -254,7 +250,7 @@ def quality_profile_lines(group: Sequence[TaskResult], fig_dir: Path, prefix: st
         fig_dir / f"{prefix}-quality-profile.png",
         {"final test error": {labels[a][0]: list(ratios[a].values()) for a in labels}},
         tau_max,
-        {labels[a][0]: arm_style(labels[a][1], i) for i, a in enumerate(labels)},
+        {labels[a][0]: arm_style(a) for a in labels},
         log_tau=tau_max > 4.0,
     )
     return figure_lines(
@@ -310,7 +306,7 @@ def _width_best_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) 
     from andi.bench.report.plots import LineSeries, arm_style, save_lines
 
     series = []
-    for i, (arm, label, optimizer) in enumerate(_width_arms(widths)):
+    for arm, label, _optimizer in _width_arms(widths):
         points = [(n, a) for n, t in widths for a in t.arms if a.arm == arm and a.chosen_lr > 0]
         if points:
             series.append(
@@ -318,7 +314,7 @@ def _width_best_lr_figure(widths: Sequence[tuple[int, TaskResult]], path: Path) 
                     label,
                     [n for n, _ in points],
                     [a.chosen_lr for _, a in points],
-                    arm_style(optimizer, i),
+                    arm_style(arm),
                     [a.at_edge or a.edge_capped for _, a in points],
                 )
             )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,26 +34,51 @@ __all__ = [
     "sequence_colors",
 ]
 
-_FIXED_STYLES = {
-    "adamw": {"color": "tab:blue", "linestyle": ":"},
-    "muon": {"color": "tab:orange", "linestyle": "-."},
-    "andi": {"color": "tab:green", "linestyle": "-"},
+#: One style per arm, the same on every page: colour (colour-blind-safe hues of Okabe–Ito and Tol), line style and
+#: marker. Relatives share a hue family and differ in line and marker (ANDI's variants green, Muon's orange).
+ARM_STYLES: dict[str, dict[str, Any]] = {
+    "andi": {"color": "#009E73", "linestyle": "-", "marker": "o"},
+    "andi-hybrid": {"color": "#006B4F", "linestyle": "--", "marker": "s"},
+    "andi-reference": {"color": "#44BB99", "linestyle": ":", "marker": "o"},
+    "andi-v7": {"color": "#117733", "linestyle": "-.", "marker": "o"},
+    "adamw": {"color": "#0072B2", "linestyle": ":", "marker": "^"},
+    "muon": {"color": "#E69F00", "linestyle": "-.", "marker": "D"},
+    "d-muon": {"color": "#D55E00", "linestyle": "--", "marker": "D"},
+    "d-muon-v7": {"color": "#D55E00", "linestyle": ":", "marker": "d"},
+    "muon-andi-paper": {"color": "#E69F00", "linestyle": ":", "marker": "d"},
+    "normuon": {"color": "#DDCC77", "linestyle": "--", "marker": "P"},
+    "sgd": {"color": "#555555", "linestyle": "--", "marker": "v"},
+    "sinkgd-l1": {"color": "#AA3377", "linestyle": ":", "marker": "<"},
+    "sinkgd-l5": {"color": "#AA3377", "linestyle": "--", "marker": ">"},
+    "rmnp": {"color": "#CC3311", "linestyle": "-.", "marker": "X"},
+    "scion-colnorm": {"color": "#56B4E9", "linestyle": "--", "marker": "h"},
+    "scion-rownorm": {"color": "#332288", "linestyle": "-.", "marker": "H"},
+    "soap": {"color": "#882255", "linestyle": "-", "marker": "*"},
+    "shampoo": {"color": "#999933", "linestyle": "-", "marker": "p"},
+    "prodigy": {"color": "#661100", "linestyle": "--", "marker": "8"},
+    "lion": {"color": "#6699CC", "linestyle": ":", "marker": "*"},
 }
-_OTHER_COLORS = ("tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+#: Arm names that are another name of an arm above (the optimizer an arm runs may differ from its name).
+_ALIASES = {"sinkgd": "sinkgd-l5", "scion": "scion-colnorm"}
+_SPARE_COLORS = ("#88CCEE", "#44AA99", "#CC6677", "#BBBBBB", "#EE7733", "#0077BB", "#EE3377", "#009988")
+_SPARE_LINESTYLES = ("-", "--", ":", "-.")
+_SPARE_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*")
 
 
-def arm_style(optimizer: str, index: int = 0) -> dict[str, Any]:
-    """Colour and line style of an arm, from its optimizer name (``index`` picks a colour for others)."""
-    family = {
-        "adamw": "adamw",
-        "muon": "muon",
-        "muon-andi-paper": "muon",
-        "andi": "andi",
-        "andi-reference": "andi",
-    }.get(optimizer)
-    if family is not None:
-        return dict(_FIXED_STYLES[family])
-    return {"color": _OTHER_COLORS[index % len(_OTHER_COLORS)], "linestyle": "--"}
+def arm_style(arm: str) -> dict[str, Any]:
+    """Colour, line style and marker of an arm from its name alone, so an arm looks the same on every page.
+
+    Arms outside :data:`ARM_STYLES` (a user's optimizer) get a style derived from a hash of the name.
+    """
+    name = _ALIASES.get(arm, arm)
+    if name in ARM_STYLES:
+        return dict(ARM_STYLES[name])
+    h = zlib.crc32(name.encode())
+    return {
+        "color": _SPARE_COLORS[h % len(_SPARE_COLORS)],
+        "linestyle": _SPARE_LINESTYLES[(h >> 8) % len(_SPARE_LINESTYLES)],
+        "marker": _SPARE_MARKERS[(h >> 16) % len(_SPARE_MARKERS)],
+    }
 
 
 @dataclass
@@ -146,7 +172,7 @@ def _label_axes(ax: Any, title: str, xlabel: str, ylabel: str, *, legend: bool) 
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     if legend:
-        ax.legend(fontsize="small")
+        _outside_legend(ax)
 
 
 def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", ncols: int | None = None) -> Path:
@@ -159,7 +185,7 @@ def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", n
     for i, panel in enumerate(panels):
         ax = axes[i // ncols][i % ncols]
         for band in panel.bands:
-            style = {"linewidth": 1.8, **band.style}
+            style = {"linewidth": 1.8, "markevery": 0.1, "markersize": 5, **band.style}
             ax.plot(band.steps, band.center, label=band.label, **style)
             if band.low is not None and band.high is not None:
                 ax.fill_between(band.steps, band.low, band.high, color=style.get("color"), alpha=0.18, linewidth=0)
@@ -185,7 +211,7 @@ def _draw_lr(ax: Any, series: Sequence[LrSeries], ylabel: str, title: str, logy:
         failed = [lr for lr, s in pts if s is None or not math.isfinite(s)]
         style = {"linewidth": 1.6, **ser.style}
         if ok:
-            ax.plot([p[0] for p in ok], [p[1] for p in ok], marker="o", markersize=4, label=ser.label, **style)
+            ax.plot([p[0] for p in ok], [p[1] for p in ok], markersize=4, label=ser.label, **{"marker": "o", **style})
         if failed:
             ax.plot(
                 failed,
@@ -267,7 +293,7 @@ def save_lines(
     named = False
     for ser in series:
         style = {"linewidth": 1.8, **ser.style}
-        ax.plot(ser.xs, ser.ys, marker="o", markersize=5, label=ser.label, **style)
+        ax.plot(ser.xs, ser.ys, markersize=5, label=ser.label, **{"marker": "o", **style})
         flagged = [(x, y) for x, y, f in zip(ser.xs, ser.ys, ser.flagged) if f]
         if flagged:
             ax.plot(
@@ -307,7 +333,16 @@ def save_scatter(
     ax = axes[0][0]
     for ser in series:
         style = ser.style or {}
-        ax.scatter(ser.xs, ser.ys, s=28, alpha=0.8, color=style.get("color"), label=ser.label, edgecolors="none")
+        ax.scatter(
+            ser.xs,
+            ser.ys,
+            s=28,
+            alpha=0.8,
+            color=style.get("color"),
+            marker=style.get("marker", "o"),
+            label=ser.label,
+            edgecolors="none",
+        )
     xs = [x for ser in series for x in ser.xs]
     ys = [y for ser in series for y in ser.ys]
     if logx and _positive_only(xs):
@@ -341,7 +376,7 @@ def save_profiles(
                 ys += [ys[-1], k / n]
             xs.append(r_max)
             ys.append(ys[-1])
-            style = {"linewidth": 1.8, **(styles or {}).get(arm, {})}
+            style = {"linewidth": 1.8, **(styles or {}).get(arm, {}), "marker": None}
             ax.plot(xs, ys, label=arm, **style)
         if log_tau:
             ax.set_xscale("log")
@@ -351,12 +386,17 @@ def save_profiles(
         ax.set_ylabel("fraction of tasks with r ≤ τ")
         ax.set_title(f"performance profile: {measure}")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
+        _outside_legend(ax)
     return _save(fig, path)
+
+
+def _outside_legend(ax: Any) -> None:
+    """The legend right of the axes, where it covers no data (the saved figure widens to hold it)."""
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
 
 
 def _save(fig: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, format="png")
+    fig.savefig(path, dpi=110, format="png", bbox_inches="tight")
     return path

@@ -222,7 +222,7 @@ def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: 
                 "steps": {labels[a][0]: list(rs[a].values()) for a in labels},
             },
             R_MAX,
-            {labels[a][0]: arm_style(labels[a][1], i) for i, a in enumerate(labels)},
+            {labels[a][0]: arm_style(a) for a in labels},
         )
         lines += figure_lines(
             p,
