@@ -255,7 +255,7 @@ def test_ray_missing_names_the_extra(
     from andi.bench.errors import SetupError
     from andi.bench.execution.executors import RayExecutor
 
-    with pytest.raises(SetupError, match=r"andi-optim\[ray\]"):
+    with pytest.raises(SetupError, match=r"pip install 'ray>=2.9' \(the 'ray' extra\)"):
         RayExecutor()
 
 

@@ -240,10 +240,10 @@ def test_missing_optional_package(monkeypatch):
     assert list_optimizers() == CORE
     assert list_optimizers(available_only=False) == CORE + LIBRARY
     for name in LIBRARY:
-        with pytest.raises(ImportError, match=r"pip install 'andi-optim\[family\]'") as info:
+        with pytest.raises(ImportError, match=r"pip install 'pytorch-optimizer>=4.1' \(the 'family' extra\)") as info:
             create_optimizer(name, GPTish())
         assert name in str(info.value) and "pytorch-optimizer" in str(info.value)
-    with pytest.raises(ImportError, match="andi-optim"):
+    with pytest.raises(ImportError, match=r"\(the 'family' extra\)"):
         load_optimizer("soap")
     assert isinstance(create_optimizer("muon", GPTish()), RoutedOptimizer)  # core arms never need the extra
 
