@@ -265,3 +265,12 @@ def test_every_arm_has_its_own_style_the_same_on_every_page() -> None:
         "linestyle",
         "marker",
     }
+
+
+def test_an_infinite_t_statistic_reads_as_infinity_not_as_a_miss() -> None:
+    import math
+
+    from andi.bench.report.tables import fmt, fmt_stat
+
+    assert (fmt_stat(math.inf), fmt_stat(-math.inf), fmt_stat(2.5)) == ("+∞", "−∞", fmt(2.5, 3))
+    assert fmt(math.inf) == "miss"  # a time to target that was never reached

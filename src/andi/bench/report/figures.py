@@ -184,7 +184,8 @@ def fair_task_figures(t: TaskResult, fig_dir: Path, prefix: str, rel: Path) -> l
             _curves_figure(t, base.with_name(f"{base.name}-curves.png")),
             rel,
             f"{t.task} curves",
-            "Training loss (means over 50-step bins) and test metric against step: median (line) and min–max "
+            "Training loss (each seed's loss averaged over 50 equal step bins) and test metric against step: "
+            "median (line) and min–max "
             "(band) over reporting seeds.",
         ),
         *figure_lines(

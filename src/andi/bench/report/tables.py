@@ -42,6 +42,13 @@ def fmt(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def fmt_stat(x: float | None, digits: int = 3) -> str:
+    """A test statistic: like :func:`fmt`, but an infinite one (zero variance) reads ``+∞`` or ``−∞``, not ``miss``."""
+    if x is not None and math.isinf(x):
+        return "+∞" if x > 0 else "−∞"
+    return fmt(x, digits)
+
+
 def fmt_bytes(n: float | None) -> str:
     if n is None or (isinstance(n, float) and not math.isfinite(n)):
         return "—"
@@ -189,7 +196,7 @@ def comparison_lines(t: TaskResult, alpha: float, name: str = "test") -> list[st
             c.test_name,
             fmt(c.pvalue, 3),
             fmt(c.holm_p, 3),
-            f"{fmt(w.statistic, 3)} ({fmt(w.df, 3)})",
+            f"{fmt_stat(w.statistic)} ({fmt(w.df, 3)})",
             fmt(w.pvalue, 3),
             c.verdict,
         ]
@@ -208,7 +215,7 @@ def comparison_lines(t: TaskResult, alpha: float, name: str = "test") -> list[st
         lines += [
             "",
             f"**ANDI vs the best other arm ({andi.other_label})**: mean difference {fmt(andi.mean_diff)}; "
-            f"Welch t = {fmt(w.statistic, 3)}, df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired "
+            f"Welch t = {fmt_stat(w.statistic)}, df = {fmt(w.df, 3)}, two-sided p = {fmt(w.pvalue, 3)}; paired "
             f"two-sided p = {fmt(andi.paired.pvalue if andi.paired else None, 3)}; Holm-adjusted p "
             f"({andi.test_name}) = {fmt(andi.holm_p, 3)} → **{andi.verdict}** (α = {alpha}).",
         ]

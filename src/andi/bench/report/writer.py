@@ -156,9 +156,10 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
         fig1,
         fig_dir / f"{prefix}-figure1.png" if fig_dir is not None else None,
         rel,
-        "Training loss as in the paper's Figure 1 (means over 50 step bins; median and min–max over reporting seeds)",
+        "Training loss as in the paper's Figure 1 (each seed's loss averaged over 50 equal step bins; median and "
+        "min–max over reporting seeds)",
         "Training loss per task in the paper's Figure-1 layout: median (line) and min–max (band) over reporting "
-        "seeds of 50-step bin means.",
+        "seeds of each seed's means over 50 equal step bins.",
     )
     if figure1:
         lines += ["### Figure-1 layout (training loss; the tables above use held-out metrics)", "", *figure1]
