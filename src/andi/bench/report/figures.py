@@ -47,6 +47,12 @@ __all__ = [
 
 
 # ============================================================================================== curves
+def figure_title(t: TaskResult) -> str:
+    """Which sweep a figure shows: ``protocol · task (size)``, from the task's manifest."""
+    m = t.manifest
+    return f"{m.get('protocol', '?')} · {t.task} ({m.get('size', '?')} size)"
+
+
 def _band(series: Sequence[tuple[Sequence[float], Sequence[float | None]]], bins: int | None = None) -> Any:
     """Median and min–max over seeds; with ``bins``, each seed's curve is first averaged in step bins."""
     import numpy as np
@@ -121,7 +127,7 @@ def lr_figure(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path | None
     ]
     if not series:
         return None
-    return save_lr_sensitivity(path, f"{t.task}: lr sensitivity", series, ylabel, logy)
+    return save_lr_sensitivity(path, f"{figure_title(t)}: lr sensitivity", series, ylabel, logy)
 
 
 def _curves_figure(t: TaskResult, path: Path) -> Path | None:
@@ -134,7 +140,7 @@ def _curves_figure(t: TaskResult, path: Path) -> Path | None:
     panels = [p for p in panels if p.bands]
     if not panels:
         return None
-    return save_panels(path, panels, f"{t.task}: median and min–max over reporting seeds")
+    return save_panels(path, panels, f"{figure_title(t)}: median and min–max over reporting seeds")
 
 
 def _is_time(x: Any) -> bool:
@@ -158,7 +164,7 @@ def _time_quality_figure(t: TaskResult, path: Path) -> Path | None:
         return None
     return save_scatter(
         path,
-        f"{t.task}: final test {t.metric} vs training time",
+        f"{figure_title(t)}: final test {t.metric} vs training time",
         series,
         "training time (s, evaluation excluded)",
         f"final test {t.metric}",
@@ -173,7 +179,7 @@ def _grad_norm_figure(t: TaskResult, path: Path) -> Path | None:
     if not grad_bands:
         return None
     panel = Panel("global gradient norm", grad_bands, "‖∇L‖₂ (all parameters, minibatch)", logy=True)
-    return save_panels(path, [panel], f"{t.task}: gradient norm, median and min–max over reporting seeds")
+    return save_panels(path, [panel], f"{figure_title(t)}: gradient norm, median and min–max over reporting seeds")
 
 
 def fair_task_figures(t: TaskResult, fig_dir: Path, prefix: str, rel: Path) -> list[str]:

@@ -165,6 +165,12 @@ def _positive_only(values: Sequence[float]) -> bool:
     return all(v > 0 for v in values if v is not None and math.isfinite(v))
 
 
+def _spans_a_decade(values: Sequence[float]) -> bool:
+    """Positive values whose largest is more than ten times the smallest: read on a log axis."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return bool(finite) and _positive_only(finite) and max(finite) > 10 * min(finite)
+
+
 def _label_axes(ax: Any, title: str, xlabel: str, ylabel: str, *, legend: bool) -> None:
     """Labels, title, a light grid on both tick levels and (when there is something to name) the legend."""
     ax.set_xlabel(xlabel)
@@ -190,7 +196,7 @@ def save_panels(path: str | Path, panels: Sequence[Panel], suptitle: str = "", n
             if band.low is not None and band.high is not None:
                 ax.fill_between(band.steps, band.low, band.high, color=style.get("color"), alpha=0.18, linewidth=0)
         values = [v for b in panel.bands for v in b.center]
-        if panel.logy and _positive_only(values):
+        if (panel.logy and _positive_only(values)) or _spans_a_decade(values):
             ax.set_yscale("log")
         _label_axes(ax, panel.title, panel.xlabel, panel.ylabel, legend=bool(panel.bands))
     for j in range(len(panels), nrows * ncols):
@@ -313,7 +319,7 @@ def save_lines(
         ax.set_xscale("log", base=logx_base)
         ax.set_xticks(xs, [f"{x:g}" for x in xs])
         ax.xaxis.set_minor_locator(NullLocator())
-    if logy and _positive_only(ys):
+    if (logy and _positive_only(ys)) or _spans_a_decade(ys):
         ax.set_yscale("log")
     _label_axes(ax, title, xlabel, ylabel, legend=bool(series))
     return _save(fig, path)
@@ -347,7 +353,7 @@ def save_scatter(
     ys = [y for ser in series for y in ser.ys]
     if logx and _positive_only(xs):
         ax.set_xscale("log")
-    if logy and _positive_only(ys):
+    if (logy and _positive_only(ys)) or _spans_a_decade(ys):
         ax.set_yscale("log")
     _label_axes(ax, title, xlabel, ylabel, legend=bool(series))
     return _save(fig, path)
