@@ -47,6 +47,7 @@ _BENCH_MODULES = {
     "util": "base",
     "errors": "base",
     "cli": "cli",
+    "arguments": "cli",
     "launcher": "cli",
     "preflight": "cli",
     "__main__": "cli",
