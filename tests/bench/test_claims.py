@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from _bench_fakes import CountingRun, fake_record
 
+from andi.bench.errors import Interrupted, stop_signals_deferred, stop_signals_raise
 from andi.bench.execution.claims import ClaimInfo, Claims, pid_alive, process_start
 from andi.bench.execution.runner import RunConfig
 from andi.bench.execution.sweep import Sweep
@@ -116,6 +118,50 @@ def test_a_claim_that_cannot_be_written_is_not_left_empty(tmp_path: Path, monkey
         Claims(tmp_path).acquire("k")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("cut_in", ["acquire", "release"])
+def test_a_stop_signal_in_the_middle_of_acquire_or_release_leaves_no_claim_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cut_in: str
+) -> None:
+    """The stop arrives between writing the claim file and noting it as held (or between forgetting and removing
+    it): the handler's Interrupted waits for the step to finish, so closing the claims removes every file."""
+    claims = Claims(tmp_path)
+    if cut_in == "release":
+        assert claims.acquire("k")
+    real_fsync, real_pop = os.fsync, dict.pop
+
+    def fsync_then_stop(fd: int) -> None:
+        real_fsync(fd)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    class StoppingDict(dict):
+        def pop(self, *args: object) -> object:
+            value = real_pop(self, *args)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return value
+
+    if cut_in == "acquire":
+        monkeypatch.setattr(os, "fsync", fsync_then_stop)
+    else:
+        claims._held = StoppingDict(claims._held)
+    with stop_signals_raise(), pytest.raises(Interrupted) as stopped:
+        claims.acquire("k") if cut_in == "acquire" else claims.release("k")
+    monkeypatch.undo()
+    assert stopped.value.signum == signal.SIGTERM
+    claims.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stop_signal_inside_a_deferred_block_is_raised_as_the_block_ends() -> None:
+    steps = []
+    with stop_signals_raise(), pytest.raises(Interrupted):
+        with stop_signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("finished the step")
+        steps.append("after the block")
+    assert steps == ["finished the step"]
 
 
 def test_a_claim_being_written_is_live_for_a_while(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from types import FrameType
 
@@ -26,6 +27,7 @@ __all__ = [
     "UsageError",
     "UserError",
     "one_line",
+    "stop_signals_deferred",
     "stop_signals_raise",
 ]
 
@@ -83,8 +85,38 @@ class Interrupted(BaseException):  # like KeyboardInterrupt: not an error, so ne
         return 128 + self.signum
 
 
+class _Deferral:
+    depth = 0  # nesting of stop_signals_deferred() blocks in the main thread
+    pending: int | None = None  # the first stop signal that arrived inside one
+
+
 def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    if _Deferral.depth:
+        if _Deferral.pending is None:
+            _Deferral.pending = signum
+        return
     raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_signals_deferred() -> Iterator[None]:
+    """Within the block a stop signal waits: :class:`Interrupted` is raised as the block ends.
+
+    For steps that must not be cut in two, such as creating a claim file and noting it as held (cut between them,
+    the file would outlive the process that no longer knows it holds it). Python runs signal handlers in the main
+    thread only, so blocks entered by other threads defer nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _Deferral.depth += 1
+    try:
+        yield
+    finally:
+        _Deferral.depth -= 1
+        if not _Deferral.depth and _Deferral.pending is not None:
+            signum, _Deferral.pending = _Deferral.pending, None
+            raise Interrupted(signum)
 
 
 @contextlib.contextmanager

@@ -42,6 +42,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from andi.bench.errors import stop_signals_deferred
+
 __all__ = [
     "CLAIM_SUFFIX",
     "DEFAULT_CLAIM_TIMEOUT_S",
@@ -198,22 +200,7 @@ class Claims:
         path = self.path(name)
         for _ in range(4):  # create; else judge the owner; a stale one is removed and creation retried
             mine = self._me().to_bytes()
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-            except FileExistsError:
-                pass
-            else:
-                try:
-                    os.write(fd, mine)
-                    os.fsync(fd)
-                except OSError:  # e.g. the disk filled up: leave no empty claim behind for others to wait on
-                    os.close(fd)
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-                    raise
-                os.close(fd)
-                with self._lock:
-                    self._held[name] = mine
+            if self._create(path, name, mine):
                 self._start_heartbeat()
                 return True
             try:
@@ -225,6 +212,26 @@ class Claims:
             if not self._remove_stale(name, raw):
                 return False  # another process is taking it over right now
         return False
+
+    def _create(self, path: Path, name: str, mine: bytes) -> bool:
+        """Create the claim file holding ``mine`` and note it as held; False if the file exists already."""
+        with stop_signals_deferred():  # a stop between creating and noting would leave a claim nobody releases
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                return False
+            try:
+                os.write(fd, mine)
+                os.fsync(fd)
+            except OSError:  # e.g. the disk filled up: leave no empty claim behind for others to wait on
+                os.close(fd)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                raise
+            os.close(fd)
+            with self._lock:
+                self._held[name] = mine
+            return True
 
     def is_stale(self, info: ClaimInfo | None, mtime: float, now: float | None = None) -> bool:
         """Whether a claim (``None``: unreadable, with file time ``mtime``) can no longer be finished by its owner."""
@@ -275,16 +282,17 @@ class Claims:
     # -------------------------------------------------------------------------------------------- release
     def release(self, name: str) -> None:
         """Remove this process's claim on ``name`` (left alone if another process has taken it over)."""
-        with self._lock:
-            mine = self._held.pop(name, None)
-        if mine is None:
-            return
-        path = self.path(name)
-        try:
-            if path.read_bytes() == mine:
-                path.unlink()
-        except FileNotFoundError:
-            pass
+        with stop_signals_deferred():  # a stop between forgetting and removing would leave the file behind
+            with self._lock:
+                mine = self._held.pop(name, None)
+            if mine is None:
+                return
+            path = self.path(name)
+            try:
+                if path.read_bytes() == mine:
+                    path.unlink()
+            except FileNotFoundError:
+                pass
 
     def release_all(self) -> None:
         for name in list(self._held):
