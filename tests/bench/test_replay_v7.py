@@ -4,8 +4,11 @@ protocols of the paper-size GPT issue declare exactly what it asks for."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +16,10 @@ import torch
 import torch.nn.functional as F
 
 import andi
+from andi.bench import cli
 from andi.bench.execution.runner import RunConfig, run
 from andi.bench.protocols import REPLAY_V7, STUDY_GPT_FULL, get_protocol
+from andi.bench.protocols.replay import V7_REPRODUCED_WITHIN
 from andi.bench.protocols.study import D_MUON_GPT_CENTRE
 from andi.bench.tasks import get_task
 from andi.bench.tasks.char_gpt import CharGPT
@@ -177,3 +182,33 @@ def test_study_gpt_full_declares_the_fair_version():
     task_cls = get_task("gpt", "full").__class__
     assert (task_cls.sizes["full"].steps, task_cls.sizes["full"].batch_size) == (2500, 128)
     assert dict(task_cls.sizes["full"].model) == {"block_size": 64, "n_embd": 128, "n_head": 4, "n_layer": 4}
+
+
+def test_the_replay_page_sets_each_arms_two_seed_score_beside_the_authors(tmp_path: Path) -> None:
+    """The v7 replay's report reads the script's score (not the last training loss) from every record, averages
+    the two seeds and sets the author's number beside it, "reproduced" within the declared tolerance."""
+    archive = Path(__file__).resolve().parents[2] / "docs" / "results" / "replay-v7" / "records.tar.xz"
+    scores: dict[str, list[float]] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.lstrip("./").startswith("manifest-"):
+                continue
+            record = json.load(tar.extractfile(member))
+            scores.setdefault(record["config"]["optimizer"], []).append(record["final"]["value"])
+    author = dict(REPLAY_V7.author_scores)
+    out = tmp_path / "report.md"
+    assert cli.main(["report", str(archive), "--out", str(out), "--no-figures"]) == 0
+    lines = out.read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if "| the author's |" in line)
+    table = lines[header + 2 : lines.index("", header)]
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in table}
+    assert len(rows) == 3
+    labels = dict(REPLAY_V7.labels)
+    for optimizer, values in scores.items():
+        assert len(values) == 2
+        row = rows[labels[optimizer]]
+        ours = sum(values) / 2
+        assert float(row[4]) == pytest.approx(ours, abs=5e-5)
+        assert float(row[5]) == author[optimizer]
+        assert float(row[6].replace("−", "-")) == pytest.approx(ours - author[optimizer], abs=5e-5)
+        assert row[7] == ("yes" if abs(ours - author[optimizer]) <= V7_REPRODUCED_WITHIN else "no")

@@ -48,10 +48,11 @@ define it) and AdamW, each with weight decay 0.01 on the v7 groups and its v7 sc
 and 20 % cooldown for ANDI and D-Muon, cosine to 1 % for AdamW). Every arm gets 3 lr points with factor-2 spacing
 around its centre (ANDI 0.09 and AdamW 1e-3, the author's choices; D-Muon :data:`D_MUON_GPT_CENTRE`, the author's
 0.02 carried over to the AdamW-matched scale), one edge point per round for up to 3 rounds, 1 tuning seed (0) on the
-validation split and 5 reporting seeds (1001–1005) on the test split. One run takes ≈ 30 minutes on one thread of
-this project's 2-core CPU (0.66 s a step, measured), so the study (≈ 27–33 runs) runs for hours in the background:
-``andi-bench run --protocol study-gpt-full --workers 2 --threads 1 --out docs/results/gpt-paper-size/records``.
-Its verdict rule is declared in ``docs/results/gpt-paper-size/claim.md``, committed before the first run.
+validation split and 5 reporting seeds (1001–1005) on the test split. One run takes 21–28 minutes on one thread of
+this project's 2-core CPU (≈ 0.5 s a step, measured), so the study (27 runs in the event) ran for hours in the
+background (``scripts/gpt_paper_size.sh``); its page is ``docs/results/gpt-paper-size/report.md``, its records
+``docs/results/gpt-paper-size/records.tar.xz``. Its verdict rule is declared in
+``docs/results/gpt-paper-size/claim.md``, committed before the first run.
 """
 
 from __future__ import annotations

@@ -314,14 +314,28 @@ def _last_loss(record: Mapping[str, Any]) -> float | None:
     return float(v) if v is not None and math.isfinite(v) else None
 
 
+def _scored_final(record: Mapping[str, Any]) -> float | None:
+    v = (record.get("final") or {}).get("value")
+    return float(v) if v is not None and math.isfinite(v) else None
+
+
+def replay_is_scored(manifest: Mapping[str, Any]) -> bool:
+    """Whether a replay scores its runs as its script does (the v7 score, set beside the author's table) rather
+    than by the last recorded minibatch loss (the paper's script)."""
+    return bool(manifest["spec"].get("author_scores"))
+
+
 def analyze_replay(manifest: Mapping[str, Any], records: _Records | ResultStore) -> TaskResult:
-    """Per-arm results of one replay task; the "final" value is the last recorded minibatch loss."""
+    """Per-arm results of one replay task; the "final" value is the script's score where the replay declares the
+    author's scores (:func:`replay_is_scored`), else the last recorded minibatch loss."""
     recs = records if isinstance(records, _Records) else _Records(records)
-    arms = [_arm_result(e, recs.many(e["reporting"]), _last_loss) for e in manifest["arms"]]
+    scored = replay_is_scored(manifest)
+    final = _scored_final if scored else _last_loss
+    arms = [_arm_result(e, recs.many(e["reporting"]), final) for e in manifest["arms"]]
     return TaskResult(
         dict(manifest),
         manifest["task"],
-        "recorded train loss",
+        "validation score" if scored else "recorded train loss",
         False,
         None,
         arms,

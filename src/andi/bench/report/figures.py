@@ -130,12 +130,15 @@ def lr_figure(t: TaskResult, path: Path, ylabel: str, logy: bool) -> Path | None
     return save_lr_sensitivity(path, f"{figure_title(t)}: lr sensitivity", series, ylabel, logy)
 
 
-def _curves_figure(t: TaskResult, path: Path) -> Path | None:
+def curves_figure(t: TaskResult, path: Path, split: str = "test", metric: str | None = None) -> Path | None:
+    """Training loss (50 bin means) and the evaluated ``metric`` (the task's by default) against step: median and
+    min–max over reporting seeds; ``None`` without curves."""
     from andi.bench.report.plots import Panel, save_panels
 
+    metric = metric or t.metric
     panels = [
         Panel("train loss (bin means)", bands(t, "train", bins=50), "train loss", logy=t.task == "saddle"),
-        Panel(f"test {t.metric}", bands(t, "eval", t.metric), t.metric, logy=_log_metric(t)),
+        Panel(f"{split} {metric}", bands(t, "eval", metric), metric, logy=_log_metric(t)),
     ]
     panels = [p for p in panels if p.bands]
     if not panels:
@@ -187,7 +190,7 @@ def fair_task_figures(t: TaskResult, fig_dir: Path, prefix: str, rel: Path) -> l
     base = fig_dir / f"{prefix}-{t.task}"
     return [
         *figure_lines(
-            _curves_figure(t, base.with_name(f"{base.name}-curves.png")),
+            curves_figure(t, base.with_name(f"{base.name}-curves.png")),
             rel,
             f"{t.task} curves",
             "Training loss (each seed's loss averaged over 50 equal step bins) and test metric against step: "

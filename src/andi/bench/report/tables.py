@@ -25,6 +25,7 @@ __all__ = [
     "fmt",
     "fmt_bytes",
     "fmt_mean_std",
+    "fmt_signed",
     "head_to_head_lines",
     "marked_lr",
     "packed_runs",
@@ -42,6 +43,16 @@ def fmt(x: float | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+def fmt_signed(x: float | None, digits: int = 4) -> str:
+    """A difference with its sign (``+0.0039``, ``−0.0104``, ``0``) to ``digits`` decimals; ``—`` for missing."""
+    if x is None or not math.isfinite(x):
+        return "—"
+    text = f"{abs(x):.{digits}f}"
+    if float(text) == 0:
+        return f"{0:.{digits}f}"
+    return ("+" if x > 0 else "−") + text
+
+
 def fmt_stat(x: float | None, digits: int = 3) -> str:
     """A test statistic: like :func:`fmt`, but an infinite one (zero variance) reads ``+∞`` or ``−∞``, not ``miss``."""
     if x is not None and math.isinf(x):
@@ -53,7 +64,7 @@ def fmt_bytes(n: float | None) -> str:
     if n is None or (isinstance(n, float) and not math.isfinite(n)):
         return "—"
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= scale:
+        if n >= scale * 1000 / 1024:  # 1020 MiB reads "0.996 GiB", not "1.02e+03 MiB"
             return f"{n / scale:.3g} {unit}"
     return f"{int(n)} B"
 

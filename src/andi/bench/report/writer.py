@@ -53,7 +53,9 @@ from pathlib import Path
 from typing import Any
 
 from andi.bench.execution.files import atomic_write_text
+from andi.bench.execution.runner import V7_SCORE_EVALUATIONS
 from andi.bench.execution.store import ResultStore, variant_id
+from andi.bench.protocols.replay import V7_REPRODUCED_WITHIN
 from andi.bench.report import stats
 from andi.bench.report.analysis import (
     ALPHA,
@@ -66,11 +68,13 @@ from andi.bench.report.analysis import (
     head_to_head,
     head_to_head_pairs,
     manifest_width,
+    replay_is_scored,
     run_shape,
     width_tasks,
 )
 from andi.bench.report.figures import (
     bands,
+    curves_figure,
     fair_task_figures,
     figure_lines,
     lr_figure,
@@ -83,6 +87,7 @@ from andi.bench.report.tables import (
     fair_table,
     fmt,
     fmt_bytes,
+    fmt_signed,
     head_to_head_lines,
     verdict_summary_lines,
     width_table_lines,
@@ -235,10 +240,78 @@ def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: 
     return lines
 
 
+def _scored_replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
+    """A replay that scores runs as its script does, set beside the author's table (the v7 experiment)."""
+    m = group[0].manifest
+    spec = m["spec"]
+    author = dict(spec["author_scores"])
+    lines = [
+        f"## Protocol `{m['protocol']}` (the author's script) — size `{m['size']}`",
+        "",
+        f"Every arm at the lr the script chose, seeds {m['seeds']}; an evaluation of the validation split every "
+        f"{spec.get('eval_every')} steps, a run's score is the mean of its last {V7_SCORE_EVALUATIONS} evaluations, "
+        "and the table sets the mean score over the seeds beside the author's. A number is reproduced when ours lies "
+        f"within {fmt(V7_REPRODUCED_WITHIN)} of the author's (declared before the runs).",
+        "",
+    ]
+    for t in group:
+        seeds = m["seeds"]
+        lines += [
+            f"### {t.task}",
+            "",
+            _shape_line(t),
+            "",
+            "| arm | lr | "
+            + " | ".join(f"score, seed {s}" for s in seeds)
+            + " | mean (ours) | the author's | ours − author's | reproduced | opt step (ms) | state | peak mem |",
+            "|---|---|" + "---|" * len(seeds) + "---|---|---|---|---|---|---|",
+        ]
+        for a in t.arms:
+            per = dict(zip(a.seeds, a.finals))
+            theirs = author.get(a.arm)
+            complete = len(stats.finite_values(a.finals)) == len(seeds)
+            diff = a.summary.mean - theirs if theirs is not None and complete else None
+            verdict = "—" if diff is None else ("yes" if abs(diff) <= V7_REPRODUCED_WITHIN else "no")
+            lines.append(
+                f"| {a.label} | {fmt(a.chosen_lr)} | "
+                + " | ".join(fmt(per[s], 5) if s in per else "missing" for s in seeds)
+                + f" | {fmt(a.summary.mean, 5)} | {fmt(theirs, 5)} | {fmt_signed(diff)} | {verdict} | "
+                f"{fmt(a.step_time_s * 1e3, 3)} | {fmt_bytes(a.state_bytes)} | {fmt_bytes(a.peak_bytes)} |"
+            )
+        ranked = sorted((a for a in t.arms if a.summary.mean is not None), key=lambda a: a.summary.mean)
+        ranked_theirs = sorted((a for a in t.arms if a.arm in author), key=lambda a: author[a.arm])
+        same = [a.arm for a in ranked] == [a.arm for a in ranked_theirs]
+        lines += [
+            "",
+            "Ordering by mean score, ours: "
+            + " < ".join(a.label for a in ranked)
+            + "; the author's: "
+            + " < ".join(a.label for a in ranked_theirs)
+            + (" (the same)." if same else " (different)."),
+            "",
+            *comparison_lines(t, ALPHA, "score"),
+            "",
+            "_Two seeds, the lrs chosen on the same validation numbers that are reported: a reproduction, not "
+            "evidence._",
+            "",
+        ]
+        if fig_dir is not None:
+            lines += figure_lines(
+                curves_figure(t, fig_dir / f"{prefix}-{t.task}-curves.png", split="validation", metric="loss"),
+                rel,
+                f"{t.task} curves",
+                "Training loss (each seed's loss averaged over 50 equal step bins) and the validation loss of "
+                "every evaluation against step: median (line) and min–max (band) over the two seeds.",
+            )
+    return lines
+
+
 def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
     from andi.bench.report.plots import Panel
 
     m = group[0].manifest
+    if replay_is_scored(m):
+        return _scored_replay_section(group, fig_dir, prefix, rel)
     paper = dict(m["spec"].get("paper_andi_lr", []))
     lines = [
         f"## Protocol `replay` (the paper's script) — size `{m['size']}`",
