@@ -2,9 +2,11 @@
 # The two studies of the GPT claim at the paper's size (docs/results/gpt-paper-size/claim.md), run or resumed:
 #   1. replay-v7       -> docs/results/replay-v7/records       (6 runs)
 #   2. study-gpt-full  -> docs/results/gpt-paper-size/records  (about 27-33 runs)
-# Each run takes about 30 minutes on one CPU thread, so this is meant for the background, for hours, across sessions:
+# Each run takes about 25 minutes on one CPU thread, so this is meant for the background, for hours, across sessions:
 # every finished run is a JSON record in those folders (commit them whenever you stop); a new invocation computes only
-# what is missing. The code runs from a snapshot of the committed tree (git archive HEAD into a temporary folder),
+# what is missing. Both studies are finished and published (scripts/publish_results.sh packed each folder into
+# records.tar.xz beside its report.md): a new invocation unpacks that archive into the folder first, so it reuses
+# every published run (a newer code or config computes only what differs). The code runs from a snapshot of the committed tree (git archive HEAD into a temporary folder),
 # so editing the working tree while it runs changes nothing; it runs at the lowest CPU priority (nice 19), so tests
 # and builds beside it keep their speed.
 #
@@ -35,6 +37,10 @@ out_of() {
 for study in $studies; do
     out="$(out_of "$study")"
     mkdir -p "$out"
+    archive="$(dirname "$out")/records.tar.xz"
+    if [[ -f "$archive" ]] && ! ls "$out"/*.json >/dev/null 2>&1; then
+        tar -x -f "$archive" -C "$out"
+    fi
     echo "== $study -> $out ($(find "$out" -maxdepth 1 -name '*.json' ! -name 'manifest-*' | wc -l) records so far)"
     PYTHONPATH="$snapshot/src" nice -n 19 python -m andi.bench run --protocol "$study" --workers "$workers" \
         --threads 1 --device "$device" --data-root "$data" --out "$out" --no-progress
