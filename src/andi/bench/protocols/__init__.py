@@ -17,6 +17,7 @@ from andi.bench.protocols.registry import (
     STUDY,
     STUDY_GPT_FULL,
     STUDY_SADDLE_FULL,
+    STUDY_V2,
     WIDTH,
     get_protocol,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "STUDY",
     "STUDY_GPT_FULL",
     "STUDY_SADDLE_FULL",
+    "STUDY_V2",
     "TRAIN_STEPS",
     "WIDTH",
     "ArmSpec",

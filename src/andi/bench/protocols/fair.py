@@ -88,6 +88,11 @@ class FairProtocol:
     default_arms: tuple[str, ...] | None = None
     #: Task size ``andi-bench run`` uses without ``--size`` (``None``: the command's default, ``cpu``).
     default_size: str | None = None
+    #: ``(arm, n)``: that arm tunes on the first ``n`` tuning seeds only (every other arm on all of them).
+    tuning_seed_counts: tuple[tuple[str, int], ...] = ()
+    #: After the edge rule, the winner's neighbours ``winner × r`` and ``winner / r`` are tuned too and the winner
+    #: re-selected (``√2`` halves the factor-2 grid's spacing around it); ``None``: no refinement.
+    refine_factor: float | None = None
 
     def __post_init__(self) -> None:
         if not self.ks or list(self.ks) != sorted(set(self.ks)):
@@ -129,6 +134,19 @@ class FairProtocol:
         unknown = [a for a in self.default_arms or () if a not in names]
         if unknown:
             raise ValueError(f"default_arms {unknown} are not arms of the protocol {names}")
+        for arm, n in self.tuning_seed_counts:
+            if arm not in names:
+                raise ValueError(f"tuning_seed_counts names {arm!r}, which is not one of the arms {names}")
+            if not 1 <= n <= len(self.tuning_seeds):
+                raise ValueError(
+                    f"arm {arm!r}: {n} tuning seeds; need 1 to {len(self.tuning_seeds)} (the first n of "
+                    f"{self.tuning_seeds})"
+                )
+        if self.refine_factor is not None and not 1 < self.refine_factor < self.factor:
+            raise ValueError(
+                f"refine_factor must lie strictly between 1 and the grid factor {self.factor:g}, "
+                f"got {self.refine_factor}"
+            )
         if self.default_size not in (None, "full", "cpu", "smoke"):
             raise ValueError(f"default_size must be None, 'full', 'cpu' or 'smoke', got {self.default_size!r}")
 
@@ -164,15 +182,31 @@ class FairProtocol:
             return tuple(hi * self.factor**j for j in range(1, n + 1))
         return ()
 
+    def refinement(self, explored: Sequence[float], winner: float) -> tuple[float, ...]:
+        """The points ``winner × r`` and ``winner / r`` (``r`` = :attr:`refine_factor`) not explored yet, ascending;
+        empty when refinement is off."""
+        if self.refine_factor is None:
+            return ()
+        near = (winner / self.refine_factor, winner * self.refine_factor)
+        return tuple(x for x in near if not any(math.isclose(x, e, rel_tol=1e-9) for e in explored))
+
     def steps_for(self, task: str) -> int | None:
         return lookup(self.task_steps, task, None)
 
     def batch_size_for(self, task: str) -> int | None:
         return lookup(self.task_batch_size, task, None)
 
-    def budget(self) -> int:
-        """Declared tuning trials per arm and task before any edge extension."""
-        return len(self.ks) * len(self.tuning_seeds)
+    def budget(self, arm: ArmSpec | str | None = None) -> int:
+        """Declared tuning trials of ``arm`` (the most of any arm when ``None``) per task before any edge extension
+        or refinement."""
+        seeds = len(self.tuning_seeds) if arm is None else len(self.tuning_seeds_for(arm))
+        return len(self.ks) * seeds
+
+    def tuning_seeds_for(self, arm: ArmSpec | str) -> tuple[int, ...]:
+        """The tuning seeds of ``arm``: all of them, or the first ``n`` where ``tuning_seed_counts`` says so."""
+        name = arm.name if isinstance(arm, ArmSpec) else arm
+        n = lookup(self.tuning_seed_counts, name, len(self.tuning_seeds))
+        return self.tuning_seeds[:n]
 
     def reporting_seeds_for(self, arm: ArmSpec | str) -> tuple[int, ...]:
         """The reporting seeds of ``arm``: all of them, or the first ``n`` where ``reporting_seed_counts`` says so."""
@@ -242,7 +276,14 @@ class FairProtocol:
         return spec
 
 
-_STUDY_FIELDS = ("edge_extension_rounds", "reporting_seed_counts", "default_arms", "default_size")
+_STUDY_FIELDS = (
+    "edge_extension_rounds",
+    "reporting_seed_counts",
+    "default_arms",
+    "default_size",
+    "tuning_seed_counts",
+    "refine_factor",
+)
 _STUDY_FIELD_DEFAULTS = {f.name: f.default for f in fields(FairProtocol) if f.name in _STUDY_FIELDS}
 
 #: The fair protocol: core and family arms (``andi-bench run`` runs the core arms unless asked for more).

@@ -86,15 +86,15 @@ def _fair_arm(
     ``protocol.edge_extension_rounds`` rounds have run, ``protocol.extension`` points beyond that edge are tuned and
     the winner re-selected. ``edge_capped`` marks a winner still at an edge when the rounds ran out."""
 
+    tuning_seeds = protocol.tuning_seeds_for(arm)
+
     def tuning_configs(lrs: Sequence[float]) -> list[RunConfig]:
         return [
-            protocol.config(arm, task, lr, s, split="val", aux_lr=aux_lr, **run)
-            for lr in lrs
-            for s in protocol.tuning_seeds
+            protocol.config(arm, task, lr, s, split="val", aux_lr=aux_lr, **run) for lr in lrs for s in tuning_seeds
         ]
 
     def trials(lrs: Sequence[float], recs: list[dict]) -> list[dict[str, Any]]:
-        n = len(protocol.tuning_seeds)
+        n = len(tuning_seeds)
         return [
             {
                 "lr": lr,
@@ -129,6 +129,11 @@ def _fair_arm(
         tuning += trials(ext, (yield tuning_configs(ext)))
         tuning.sort(key=lambda t: t["lr"])
         chosen = tuning[protocol.select([t["score"] for t in tuning], hib)]["lr"]
+    refinement = list(protocol.refinement([t["lr"] for t in tuning], chosen))
+    if refinement:
+        tuning += trials(refinement, (yield tuning_configs(refinement)))
+        tuning.sort(key=lambda t: t["lr"])
+        chosen = tuning[protocol.select([t["score"] for t in tuning], hib)]["lr"]
     on_chosen(arm, chosen)
     all_lrs = [t["lr"] for t in tuning]
     at_edge = chosen in (min(all_lrs), max(all_lrs))
@@ -154,6 +159,8 @@ def _fair_arm(
         "extension": extension,
         "edge_extended": bool(extension),
         "extension_rounds": rounds,
+        **({"refinement": refinement} if protocol.refine_factor else {}),
+        **({"tuning_seeds": list(tuning_seeds)} if protocol.tuning_seed_counts else {}),
         "at_edge": at_edge,
         "edge_capped": capped,
         "trials": sum(len(t["keys"]) for t in tuning),
@@ -330,4 +337,4 @@ def planned_runs(protocol: FairProtocol | ReplayProtocol, arms: Sequence[str] | 
     if isinstance(protocol, ReplayProtocol):
         n = len(protocol.seeds)
         return {a: (len(protocol.andi_grid) + n if a == protocol.andi_optimizer else n) for a in protocol.arms}
-    return {a.name: protocol.budget() + len(protocol.reporting_seeds_for(a)) for a in protocol.ordered_arms(arms)}
+    return {a.name: protocol.budget(a) + len(protocol.reporting_seeds_for(a)) for a in protocol.ordered_arms(arms)}

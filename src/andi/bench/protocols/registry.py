@@ -18,6 +18,7 @@ __all__ = [
     "STUDY",
     "STUDY_GPT_FULL",
     "STUDY_SADDLE_FULL",
+    "STUDY_V2",
     "WIDTH",
     "get_protocol",
 ]
@@ -35,6 +36,8 @@ WIDTH: FairProtocol = _STUDY_PROTOCOLS["width"]
 
 #: ``andi-bench run --protocol study-gpt-full``: the GPT at the paper's size in the author's v7 setting.
 STUDY_GPT_FULL: FairProtocol = _STUDY_PROTOCOLS["study-gpt-full"]
+#: ``andi-bench run --protocol study-v2``: the headline arms under the reviewer-grade rules.
+STUDY_V2: FairProtocol = _STUDY_PROTOCOLS["study-v2"]
 #: ``andi-bench run --protocol replay-v7``: the author's v7 GPT experiment as it runs it.
 REPLAY_V7 = ReplayV7Protocol()
 
@@ -49,8 +52,7 @@ PROTOCOLS: dict[str, FairProtocol | ReplayProtocol] = {
 
 
 def get_protocol(name: str) -> FairProtocol | ReplayProtocol:
-    """The declared protocol called ``name`` (``fair``, ``replay``, ``quick``, ``quick-smoke``, ``study``,
-    ``study-saddle-full``, ``width``)."""
+    """The declared protocol called ``name`` (see :data:`PROTOCOLS`)."""
     try:
         return PROTOCOLS[name]
     except KeyError:

@@ -1,5 +1,5 @@
-"""The evidence study's protocols: ``study``, ``study-saddle-full``, ``width`` and ``study-gpt-full`` (fair
-protocols, declared up front).
+"""The evidence study's protocols: ``study``, ``study-saddle-full``, ``width``, ``study-gpt-full`` and ``study-v2``
+(fair protocols, declared up front).
 
 :func:`study_protocols` builds them from :class:`~andi.bench.protocols.fair.FairProtocol` and the arm tables of
 :mod:`andi.bench.protocols.arms`; :mod:`andi.bench.protocols.registry` registers them (``andi-bench run --protocol
@@ -29,6 +29,15 @@ Sizing (this project's 2-core Xeon, shared with other jobs, so ±30 %): per task
 2 workers × 1 thread, measured while the study ran beside other work: cifar ≈ 28, gpt ≈ 20, saddle ≈ 10,
 cifar-proj ≈ 6, a toy < 1. Measured: 1361 runs (with the extension rounds) in 65 minutes
 (docs/results/index.md).
+
+``study-v2`` — the study again under the reviewer-grade rules (docs/design/protocol.md (e)), for the four headline
+arms (AdamW, Muon, ANDI, ANDI-hybrid: :data:`HEADLINE_ARMS`) on every task of ``study``: the lr is chosen on the
+mean final validation metric over :data:`V2_TUNING_SEEDS` (3 tuning seeds), after the factor-2 scan with repeated
+edge extension, refined by the two points at √2 on both sides of the winner; 10 reporting seeds (1001–1010). Its
+verdicts follow the claims file :mod:`andi.bench.paper_claims` (a diverged reporting seed counts at the task's
+penalty). The six relatives keep their one-tuning-seed results in ``study``. Sizing with the worker-slot seconds
+above: per task 4 arms × (3 × ≈ 12 + 10) ≈ 184 runs, cifar ≈ 86 min, gpt ≈ 61, saddle ≈ 31, cifar-proj ≈ 18, toys
+≈ 5: ≈ 100 minutes with ``--workers 2 --threads 1``.
 
 ``study-saddle-full`` — SADDLE at the paper's size (2500 steps, batch 128, the full Fashion-MNIST training split)
 for ANDI, ANDI-hybrid, AdamW and Muon, the same procedure (``andi-bench run --protocol study-saddle-full``; its size
@@ -68,10 +77,13 @@ __all__ = [
     "EDGE_ROUNDS",
     "GPT_FULL_ARMS",
     "GPT_FULL_ARM_NAMES",
+    "HEADLINE_ARMS",
     "STUDY_FIVE_SEED_ARMS",
     "STUDY_TASKS",
     "STUDY_TASK_STEPS",
     "TOY_TASKS",
+    "V2_REPORTING_SEEDS",
+    "V2_TUNING_SEEDS",
     "WIDTH_ARMS",
     "WIDTH_STEPS",
     "WIDTH_TASKS",
@@ -94,6 +106,12 @@ WIDTH_STEPS = 150
 WIDTH_TASKS = ("gpt-w64", "gpt-w128", "gpt-w256")
 #: Arms of ``width`` and ``study-saddle-full``.
 WIDTH_ARMS = ("adamw", "muon", "andi", "andi-hybrid")
+#: The headline arms of ``study-v2``: the paper's method on its own and on Muon's footing, and the two baselines.
+HEADLINE_ARMS = WIDTH_ARMS
+#: Tuning seeds of ``study-v2`` (disjoint from the reporting seeds and from the replay's 42 and 1337).
+V2_TUNING_SEEDS = (0, 1, 2)
+#: Reporting seeds of ``study-v2``.
+V2_REPORTING_SEEDS = tuple(range(1001, 1011))
 
 #: D-Muon's lr centre on the paper's GPT: the author's 0.02 (KellerJordan's scale √max(1, m/n)) moved to the
 #: AdamW-matched scale 0.2·√max(m, n). On the GPT's hidden matrices (fan-in 128 or 512, fan-out ≥ fan-in or not) the two
@@ -155,7 +173,8 @@ def _for_tasks(arm: ArmSpec, tasks: tuple[str, ...], like: str) -> ArmSpec:
 
 
 def study_protocols() -> dict[str, FairProtocol]:
-    """``study``, ``study-saddle-full``, ``width`` and ``study-gpt-full`` by name (see the module docstring)."""
+    """``study``, ``study-saddle-full``, ``width``, ``study-gpt-full`` and ``study-v2`` by name (see the module
+    docstring)."""
     every_arm = CORE_ARMS + FAMILY_ARMS
     names = tuple(a.name for a in every_arm)
     common = dict(
@@ -227,4 +246,24 @@ def study_protocols() -> dict[str, FairProtocol]:
         ),
         **_SEEDS,
     )
-    return {p.name: p for p in (study, saddle_full, width, gpt_full)}
+    study_v2 = FairProtocol(
+        name="study-v2",
+        tasks=STUDY_TASKS,
+        arms=four,
+        default_arms=HEADLINE_ARMS,
+        task_steps=STUDY_TASK_STEPS,
+        refine_factor=math.sqrt(2.0),
+        description=(
+            "reviewer-grade study (CPU, ~100 min with --workers 2 --threads 1): AdamW, Muon, ANDI, ANDI-hybrid; "
+            f"8-point factor-2 grid with up to {EDGE_ROUNDS} edge-extension rounds, then √2 refinement around the "
+            f"winner, lr chosen on the mean of {len(V2_TUNING_SEEDS)} tuning seeds, {len(V2_REPORTING_SEEDS)} "
+            "reporting seeds, WSD"
+        ),
+        **{
+            **common,
+            "tuning_seeds": V2_TUNING_SEEDS,
+            "reporting_seeds": V2_REPORTING_SEEDS,
+            "min_reporting_seeds": 10,
+        },
+    )
+    return {p.name: p for p in (study, saddle_full, width, gpt_full, study_v2)}
