@@ -46,6 +46,7 @@ _BENCH_SUBPACKAGES = ("tasks", "protocols", "execution", "report", "stepbench")
 _BENCH_MODULES = {
     "util": "base",
     "errors": "base",
+    "paper_claims": "base",
     "cli": "cli",
     "arguments": "cli",
     "launcher": "cli",

@@ -162,7 +162,7 @@ def test_raising_run_is_retried_once_then_reported(
     md = generate_report(out, figures=False).read_text()
     assert "2 run(s) failed with an error" in md and "injected failure" in md
     muon_row = next(line for line in md.splitlines() if line.startswith("| Muon |"))
-    assert "1/2 (1 failed)" in muon_row
+    assert "2/2, 0/2 diverged, 1 failed" in muon_row  # the failed seed counts at the penalty
 
     monkeypatch.delenv(ENV_FAIL)
     with Sweep(out, run_fn=marked_fake_record) as again:

@@ -99,7 +99,7 @@ def test_fair_table_matches_json(results: Path, task: str) -> None:
         assert int(row[2]) == len(entry["tuning"]) == (6 + (2 if entry["edge_extended"] else 0))
         assert ("edge-ext." in row[1]) == entry["edge_extended"]
         assert row[3] == f"{fmt(statistics.mean(finals))} ± {fmt(statistics.stdev(finals))}"
-        assert row[4] == f"{len(finals)}/{len(finals)}"
+        assert row[4] == f"{len(finals)}/{len(finals)}, 0/{len(finals)} diverged"
         steps_tt, time_tt = [], []
         for r in recs:
             hit = [i for i, v in enumerate(r["eval"]["loss"]) if v is not None and v <= target]
@@ -199,7 +199,7 @@ def test_report_cli_on_partial_results(partial_results: Path, caplog: pytest.Log
     assert md != stale
     rows = _rows(md, "### gpt\n")
     assert rows["ANDI"][3] == "missing (0 of 2 seeds)" and rows["ANDI"][4] == "0/2 (2 missing)"
-    assert rows["Muon"][4] == "1/2 (1 missing)"
+    assert rows["Muon"][4] == "1/2, 0/1 diverged (1 missing)"
     assert _rows(md, "### Across tasks")["ANDI"][5] == "1/2 (1 missing)"
     assert (partial_results / "figures" / "quick-smoke-smoke-gpt-curves.png").exists()  # plotted without ANDI
 

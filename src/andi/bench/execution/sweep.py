@@ -49,6 +49,7 @@ from andi.bench.execution.store import (
     merge_manifest,
     validate_record,
 )
+from andi.bench.paper_claims import claims_sha256
 from andi.bench.protocols import FairProtocol, ReplayProtocol
 from andi.bench.protocols.plans import Plan, fair_plan, planned_runs, replay_plan
 from andi.bench.util import final_value, progress_bar  # noqa: F401 (final_value: callers import it from here)
@@ -386,7 +387,9 @@ class Sweep:
     # ----------------------------------------------------------------------------------------- manifests
     def write_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Merge ``manifest`` with the one on disk (arms this sweep did not run are kept) under its lock and
-        write it; returns what was written."""
+        write it, with the hash of the claims file the runs were made under (:mod:`andi.bench.paper_claims`);
+        returns what was written."""
+        manifest = {**manifest, "claims_sha256": claims_sha256()}
         path = self.store.manifest_path(manifest["protocol"], manifest["task"], manifest["size"])
         self.store.root.mkdir(parents=True, exist_ok=True)
         with self.claims.locked(path.name):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from andi.bench.execution.store import ResultStore
+from andi.bench.paper_claims import load_claims
 from andi.bench.report import stats
 from andi.bench.util import final_value
 
@@ -72,10 +73,26 @@ class ArmResult:
     expected: int = 0  # reporting runs named by the manifest; ``len(records)`` of them survive
     errors: list[dict] = field(default_factory=list)  # failed records (the run raised): no metric, no timing
     edge_capped: bool = False  # still at an edge after the last extension round (study protocols only)
+    #: The declared metric of a diverged or failed reporting run (:mod:`andi.bench.paper_claims`); ``None``: such
+    #: runs are left out of the mean and the tests (tasks without a declared penalty).
+    penalty: float | None = None
 
     @property
     def n_failed(self) -> int:
         return sum(v is None for v in self.finals)
+
+    def scored(self) -> list[tuple[int, float]]:
+        """``(seed, value)`` of every reporting run that counts: each finite final, and with a penalty every
+        diverged or failed run at the penalty."""
+        if self.penalty is None:
+            return [(s, v) for s, v in zip(self.seeds, self.finals) if v is not None and math.isfinite(v)]
+        kept = [(s, v if v is not None and math.isfinite(v) else self.penalty) for s, v in zip(self.seeds, self.finals)]
+        return kept + [(int(r["config"]["init_seed"]), self.penalty) for r in self.errors]
+
+    @property
+    def n_penalized(self) -> int:
+        """Reporting runs counted at the penalty (diverged or failed); 0 without one."""
+        return 0 if self.penalty is None else self.n_failed + len(self.errors)
 
     @property
     def n_missing(self) -> int:
@@ -176,9 +193,11 @@ class _Records:
         return [r for r in (self.get(k) for k in keys) if r is not None]
 
 
-def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> ArmResult:
+def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any, penalty: float | None = None) -> ArmResult:
     records = [r for r in found if r.get("status") != "failed"]
     finals = [final_fn(r) for r in records]
+    errors = [r for r in found if r.get("status") == "failed"]
+    counted = [v if v is not None and math.isfinite(v) else penalty for v in finals] + [penalty] * len(errors)
     step_times = [r["timing"].get("optimizer_step_median_s") for r in records]
     peaks = [r["memory"].get("peak_bytes") for r in records if r["memory"].get("peak_bytes") is not None]
     return ArmResult(
@@ -192,29 +211,29 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any) -> A
         records=records,
         seeds=[int(r["config"]["init_seed"]) for r in records],
         finals=finals,
-        summary=stats.summarize(stats.finite_values(finals)),
+        summary=stats.summarize(stats.finite_values(finals) if penalty is None else counted),
         step_time_s=stats.median([t for t in step_times if t is not None]),
         state_bytes=max((int(r["memory"]["state_bytes"]) for r in records), default=None),
         peak_bytes=stats.median(peaks) if peaks else None,
         peak_kind=records[0]["memory"].get("peak_kind", "") if records else "",
         tuning=list(entry["tuning"]),
         expected=len(entry["reporting"]),
-        errors=[r for r in found if r.get("status") == "failed"],
+        errors=errors,
         edge_capped=bool(entry.get("edge_capped")),
+        penalty=penalty,
     )
 
 
 def _usable(a: ArmResult) -> bool:
-    """At least two finite results: what a t-test needs."""
-    return len(stats.finite_values(a.finals)) >= 2
+    """At least two counted results (:meth:`ArmResult.scored`): what a t-test needs."""
+    return len(a.scored()) >= 2
 
 
 def _pair(task: str, a: ArmResult, b: ArmResult, hib: bool) -> Comparison:
     """``a`` against ``b`` (both :func:`_usable`), two-sided: paired t over the seeds both have when at least two
     pair up, else Welch; Welch's test is computed either way. Holm's correction is the caller's."""
-    xa, xb = stats.finite_values(a.finals), stats.finite_values(b.finals)
-    pa = {s: v for s, v in zip(a.seeds, a.finals) if v is not None and math.isfinite(v)}
-    pb = {s: v for s, v in zip(b.seeds, b.finals) if v is not None and math.isfinite(v)}
+    pa, pb = dict(a.scored()), dict(b.scored())
+    xa, xb = list(pa.values()), list(pb.values())
     common = sorted(set(pa) & set(pb))
     diff = stats.summarize([pa[s] - pb[s] for s in common])
     paired = stats.paired_ttest([pa[s] for s in common], [pb[s] for s in common]) if len(common) >= 2 else None
@@ -280,7 +299,8 @@ def width_tasks(group: Sequence[TaskResult]) -> list[tuple[int, TaskResult]]:
 def analyze_fair(manifest: Mapping[str, Any], records: _Records | ResultStore) -> TaskResult:
     """Per-arm results, target, time-to-target and comparisons of one fair-protocol task."""
     recs = records if isinstance(records, _Records) else _Records(records)
-    arms = [_arm_result(e, recs.many(e["reporting"]), final_value) for e in manifest["arms"]]
+    penalty = load_claims().penalty(manifest["task"])
+    arms = [_arm_result(e, recs.many(e["reporting"]), final_value, penalty) for e in manifest["arms"]]
     any_rec = next((r for a in arms for r in a.records), None)
     metric = any_rec["final"]["metric"] if any_rec else "metric"
     hib = bool(any_rec["final"]["higher_is_better"]) if any_rec else False

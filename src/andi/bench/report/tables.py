@@ -136,6 +136,17 @@ def _edge_capped_note(t: TaskResult) -> list[str]:
     ]
 
 
+def _penalty_note(t: TaskResult) -> list[str]:
+    penalty = next((a.penalty for a in t.arms if a.penalty is not None), None)
+    if penalty is None:
+        return []
+    return [
+        "",
+        f"A diverged or failed reporting run stays in n, the mean, the std and the tests at the declared penalty "
+        f"{fmt(penalty)} (the {t.metric} of an untrained model or of chance; `andi/bench/paper_claims.json`).",
+    ]
+
+
 def fair_table(t: TaskResult) -> list[str]:
     hib = "higher" if t.higher_is_better else "lower"
     packed = max((a.packed for a in t.arms), default=1)
@@ -147,8 +158,14 @@ def fair_table(t: TaskResult) -> list[str]:
     ]
     for a in t.arms:
         lr = fmt(a.chosen_lr) + (" (edge-ext.)" if a.edge_extended else "") + _edge_mark(a)
-        n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
-        n += f" ({len(a.errors)} failed)" if a.errors else ""
+        if a.penalty is None:
+            n = f"{len(a.finals) - a.n_failed}/{a.expected}" + (f" ({a.n_failed} diverged)" if a.n_failed else "")
+        else:  # diverged and failed runs are counted (at the penalty): n is every run that finished either way
+            counted = len(a.scored())
+            n = f"{counted}/{a.expected}"
+            n += f", {a.n_failed}/{counted} diverged" if counted else ""
+            n += f", {len(a.errors)} failed" if a.errors else ""
+        n += f" ({len(a.errors)} failed)" if a.errors and a.penalty is None else ""
         n += f" ({a.n_missing} missing)" if a.n_missing else ""
         final = fmt_mean_std(a.summary) if a.records else f"missing (0 of {a.expected} seeds)"
         peak = fmt_bytes(a.peak_bytes) + (" (RSS)" if a.peak_kind == "rss" and a.peak_bytes else "")
@@ -166,6 +183,7 @@ def fair_table(t: TaskResult) -> list[str]:
         f"even number of seeds, the worse middle value) = {target}. Steps/time to target: by when half "
         "of the seeds reached it (the median for an odd number of seeds; `miss` = not reached); "
         "speedup = AdamW's time to target / the arm's.",
+        *_penalty_note(t),
         *_edge_capped_note(t),
     ]
     if packed > 1:

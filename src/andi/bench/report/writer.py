@@ -55,6 +55,7 @@ from typing import Any
 from andi.bench.execution.files import atomic_write_text
 from andi.bench.execution.runner import V7_SCORE_EVALUATIONS
 from andi.bench.execution.store import ResultStore, variant_id
+from andi.bench.paper_claims import hash_note
 from andi.bench.protocols.replay import V7_REPRODUCED_WITHIN
 from andi.bench.report import stats
 from andi.bench.report.analysis import (
@@ -442,6 +443,9 @@ def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -
     for kind, protocol, size, variant in sorted(groups):
         variants.setdefault((kind, protocol, size), []).append(variant)
     lines = ["# andi-bench report", "", f"Results directory: `{shown_as}`.", ""]
+    stale = hash_note([m.get("claims_sha256") for m in manifests])
+    if stale:
+        lines = [stale, "", *lines]
     body: list[str] = []
     analysed: list[TaskResult] = []
     order = {t: i for i, t in enumerate(_FIG1_ORDER)}
