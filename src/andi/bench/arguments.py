@@ -193,6 +193,29 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--no-figures", action="store_true", help="markdown only, no PNGs")
     _add_debug(rep)
 
+    summ = sub.add_parser(
+        "summary",
+        help="the verdict of every declared paper claim, from the published records, into the results page",
+    )
+    summ.add_argument(
+        "--results",
+        type=Path,
+        default=Path("docs/results"),
+        help="the folder of published results, one NAME/records.tar.xz each (default: %(default)s)",
+    )
+    summ.add_argument(
+        "--page",
+        type=Path,
+        default=None,
+        help="the page whose generated block is rewritten (default: RESULTS/index.md); prose around it stays",
+    )
+    summ.add_argument(
+        "--check",
+        action="store_true",
+        help="write nothing; exit 1 if the page is not what the records and the claims file give",
+    )
+    _add_debug(summ)
+
     sub.add_parser("list", help="tasks, optimizers and protocols")
     sub.add_parser(
         "step", help="optimizer-step micro-benchmarks (arguments are forwarded; see `step --help`)", add_help=False

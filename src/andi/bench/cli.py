@@ -9,6 +9,7 @@ Subcommands::
     (both)            [--executor serial|local|ray] [--workers N] [--workers-per-gpu K] [--ray-address ADDR]
                       [--claim-timeout SECONDS]
     andi-bench report DIR|ARCHIVE [--out FILE] [--no-figures]   (ARCHIVE: a .tar, .tar.gz or .tar.xz of DIR)
+    andi-bench summary [--results DIR] [--page FILE] [--check]   (claim verdicts from the published records)
     andi-bench list
     andi-bench step   ...   (optimizer-step micro-benchmarks, forwarded to andi.bench.stepbench)
 
@@ -324,6 +325,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from andi.bench.execution.files import atomic_write_text
+    from andi.bench.report.summary import claim_results, summary_block, update_page
+
+    if not args.results.is_dir():
+        raise SetupError(f"--results {args.results}: not a directory of published results (NAME/records.tar.xz)")
+    page = args.page or args.results / "index.md"
+    old, new = update_page(page, summary_block(claim_results(args.results)))
+    if args.check:
+        if old != new:
+            print(f"andi-bench: {page} is not what the records give; run `andi-bench summary` and commit it")
+            return 1
+        print(f"summary: {page} is up to date")
+        return 0
+    check_writable_dir(page.parent, "--page")
+    atomic_write_text(page, new)
+    print(f"summary: {page}" + ("" if old != new else " (unchanged)"))
+    return 0
+
+
 def _available_optimizers() -> list[str]:
     import andi
 
@@ -374,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="andi-bench: %(message)s")
-    handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "list": cmd_list}
+    handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "summary": cmd_summary, "list": cmd_list}
     try:
         with stop_signals_raise(), one_line_warnings():
             return handlers[args.command](args)

@@ -30,6 +30,7 @@ __all__ = [
     "analyze_fair",
     "analyze_replay",
     "apply_holm",
+    "compare_arms",
     "head_to_head",
     "head_to_head_pairs",
     "manifest_width",
@@ -150,6 +151,17 @@ class Comparison:
     def direction(self) -> stats.Direction:
         return stats.verdict_direction(self.mean_diff, self.reject, self.higher_is_better)
 
+    def interval(self) -> tuple[float, float]:
+        """95 % CI of the tested mean difference: paired over common seeds, else Welch's (from its t and df);
+        NaNs where it is undefined."""
+        if self.paired is not None:
+            return self.diff.ci_low, self.diff.ci_high
+        t, df = self.welch.statistic, self.welch.df
+        if not (math.isfinite(t) and t != 0 and math.isfinite(df)):
+            return math.nan, math.nan
+        half = stats.t_ppf(0.975, df) * abs(self.mean_diff / t)
+        return self.mean_diff - half, self.mean_diff + half
+
     @property
     def verdict(self) -> str:
         """``better than <arm>``, ``worse than <arm>`` or ``no significant difference``."""
@@ -227,6 +239,16 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any, pena
 def _usable(a: ArmResult) -> bool:
     """At least two counted results (:meth:`ArmResult.scored`): what a t-test needs."""
     return len(a.scored()) >= 2
+
+
+def compare_arms(t: TaskResult, arm: str, baseline: str) -> Comparison | None:
+    """``arm`` against ``baseline`` on task ``t``, two-sided (as every comparison of the report; Holm's correction
+    is the caller's); ``None`` when either has fewer than two counted results or is not in the task."""
+    by_name = {a.arm: a for a in t.arms}
+    if arm not in by_name or baseline not in by_name:
+        return None
+    a, b = by_name[arm], by_name[baseline]
+    return _pair(t.task, a, b, t.higher_is_better) if _usable(a) and _usable(b) else None
 
 
 def _pair(task: str, a: ArmResult, b: ArmResult, hib: bool) -> Comparison:

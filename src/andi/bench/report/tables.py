@@ -196,14 +196,9 @@ def fair_table(t: TaskResult) -> list[str]:
 
 
 def _diff_interval(c: Any) -> str:
-    """95 % CI of the tested mean difference: paired over common seeds, else Welch's (from its t and df)."""
-    if c.paired is not None:
-        return "—" if math.isnan(c.diff.ci_low) else f"[{fmt(c.diff.ci_low)}, {fmt(c.diff.ci_high)}]"
-    t, df = c.welch.statistic, c.welch.df
-    if not (math.isfinite(t) and t != 0 and math.isfinite(df)):
-        return "—"
-    half = stats.t_ppf(0.975, df) * abs(c.mean_diff / t)
-    return f"[{fmt(c.mean_diff - half)}, {fmt(c.mean_diff + half)}]"
+    """95 % CI of the tested mean difference (:meth:`~andi.bench.report.analysis.Comparison.interval`)."""
+    low, high = c.interval()
+    return "—" if math.isnan(low) else f"[{fmt(low)}, {fmt(high)}]"
 
 
 def comparison_lines(t: TaskResult, alpha: float, name: str = "test") -> list[str]:
