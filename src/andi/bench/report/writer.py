@@ -45,6 +45,7 @@ records give the same bytes, and the figures the same file names, on every run a
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -82,6 +83,7 @@ from andi.bench.report.figures import (
     quality_profile_lines,
     width_figure_lines,
 )
+from andi.bench.report.results_json import results_data
 from andi.bench.report.tables import (
     comparison_lines,
     env_lines,
@@ -398,19 +400,21 @@ def generate_report(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".andi-report-", dir=out.parent))
     try:
-        text = _render(results_dir, staging / out.name, figures, shown_as)
+        text, data = _render(results_dir, staging / out.name, figures, shown_as)
         made = sorted((staging / "figures").glob("*")) if figures else []
         if made:
             (out.parent / "figures").mkdir(exist_ok=True)
         for figure in made:
             os.replace(figure, out.parent / "figures" / figure.name)
+        atomic_write_text(out.with_name("results.json"), json.dumps(data, indent=1, sort_keys=True) + "\n")
         return atomic_write_text(out, text)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -> str:
-    """The markdown of the report on ``results_dir`` (figures are written under ``out``'s folder)."""
+def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -> tuple[str, dict[str, Any]]:
+    """The markdown of the report on ``results_dir`` (figures are written under ``out``'s folder) and its
+    ``results.json`` object (:mod:`andi.bench.report.results_json`)."""
     # A corrupt record is left out (moved aside in a results directory); the report never recomputes anything.
     if shown_as is None:
         store = ResultStore(
@@ -448,6 +452,7 @@ def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -
         lines = [stale, "", *lines]
     body: list[str] = []
     analysed: list[TaskResult] = []
+    runs: list[tuple[str, str, str, str, list[TaskResult]]] = []
     order = {t: i for i, t in enumerate(_FIG1_ORDER)}
     for (kind, protocol, size, variant), ms in sorted(groups.items(), key=lambda kv: (kv[0][0] == "replay", kv[0])):
         ms.sort(key=lambda m: (order.get(m["task"], len(order)), manifest_width(m), m["task"]))
@@ -465,6 +470,7 @@ def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -
             section[0] += f" — variant `{variant}` ({_variant_words(ms[0])})"
         body += section
         analysed += group
+        runs.append((kind, protocol, size, variant, group))
     lines += [*env_lines(analysed), ""]
     if recs.missing:
         lines += [
@@ -487,4 +493,4 @@ def _render(results_dir: Path, out: Path, figures: bool, shown_as: str | None) -
             "",
         ]
     lines += body
-    return "\n".join(lines).rstrip() + "\n"
+    return "\n".join(lines).rstrip() + "\n", results_data(runs)
