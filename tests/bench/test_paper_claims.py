@@ -106,3 +106,17 @@ def test_records_from_before_the_claims_file_are_not_flagged() -> None:
     assert hash_note([None, None]) is None
     assert hash_note([claims_sha256()]) is None
     assert hash_note(["f" * 64, None]) is not None
+
+
+def test_toys_get_their_own_profile_and_a_deterministic_task_no_tests(tmp_path: Path) -> None:
+    sweep = Sweep(tmp_path, run_fn=CountingRun())
+    for task in ("saddle", "rosenbrock", "quadratic"):
+        run_fair(PROTO, task, sweep, size="smoke", steps=30)
+    text = generate_report(tmp_path, figures=False).read_text()
+    assert "### Across the real tasks (the toy landscapes have their own profile below) (1 task(s))" in text
+    assert "### Across the toy landscapes (2 task(s))" in text
+    rosenbrock = text.split("### rosenbrock", 1)[1].split("### ", 1)[0]
+    assert "Tests n/a: `rosenbrock` is deterministic" in rosenbrock and "paired t" not in rosenbrock
+    head_to_head = text.split("(head to head)", 1)[1].split("### ", 1)[0]
+    assert "| rosenbrock |" not in head_to_head and "| quadratic |" in head_to_head
+    assert "n/a on `rosenbrock`" in head_to_head

@@ -36,6 +36,7 @@ __all__ = [
     "manifest_width",
     "packed_runs",
     "run_shape",
+    "task_flag",
     "width_tasks",
 ]
 
@@ -180,6 +181,16 @@ class TaskResult:
     arms: list[ArmResult]
     comparisons: list[Comparison] = field(default_factory=list)
 
+    @property
+    def deterministic(self) -> bool:
+        """Every seed gives the same run (:attr:`andi.bench.tasks.base.Task.deterministic`): no tests."""
+        return task_flag(self.task, "deterministic")
+
+    @property
+    def toy(self) -> bool:
+        """A toy landscape (:attr:`andi.bench.tasks.base.Task.toy`): kept out of the real tasks' profiles."""
+        return task_flag(self.task, "toy")
+
     def arm(self, name: str) -> ArmResult:
         return next(a for a in self.arms if a.arm == name)
 
@@ -241,6 +252,14 @@ def _usable(a: ArmResult) -> bool:
     return len(a.scored()) >= 2
 
 
+def task_flag(task: str, flag: str) -> bool:
+    """A boolean class attribute of the registered task ``task`` (``False`` for a task this version lacks)."""
+    from andi.bench.tasks import TASKS
+
+    cls = TASKS.get(task)
+    return bool(getattr(cls, flag, False)) if cls is not None else False
+
+
 def compare_arms(t: TaskResult, arm: str, baseline: str) -> Comparison | None:
     """``arm`` against ``baseline`` on task ``t``, two-sided (as every comparison of the report; Holm's correction
     is the caller's); ``None`` when either has fewer than two counted results or is not in the task."""
@@ -265,7 +284,10 @@ def _pair(task: str, a: ArmResult, b: ArmResult, hib: bool) -> Comparison:
 
 
 def _compare(task: str, arms: list[ArmResult], hib: bool) -> list[Comparison]:
-    """Every arm with at least two finite results against the best other such arm (by mean), two-sided."""
+    """Every arm with at least two finite results against the best other such arm (by mean), two-sided; none on a
+    deterministic task (its seeds repeat one run)."""
+    if task_flag(task, "deterministic"):
+        return []
     usable = [a for a in arms if _usable(a)]
     out = []
     for a in usable:
@@ -302,6 +324,7 @@ def head_to_head(group: Sequence[TaskResult], alpha: float = ALPHA) -> list[Comp
     rows = [
         _pair(t.task, a, b, t.higher_is_better)
         for t in group
+        if not t.deterministic
         for a, b in head_to_head_pairs(t)
         if _usable(a) and _usable(b)
     ]

@@ -203,6 +203,11 @@ def _diff_interval(c: Any) -> str:
 
 def comparison_lines(t: TaskResult, alpha: float, name: str = "test") -> list[str]:
     """The table of every arm against the best other arm on task ``t``, the rule, and ANDI's summary line."""
+    if t.deterministic:
+        return [
+            f"Tests n/a: `{t.task}` is deterministic (every seed gives the same run), so its seeds are not "
+            "independent samples; compare the values in the table."
+        ]
     if not t.comparisons:
         return ["No comparison possible (fewer than 2 finite results per arm)."]
     lines = [
@@ -308,9 +313,20 @@ def head_to_head_lines(
     else:
         lines.append("No head-to-head comparison possible (fewer than 2 finite results per arm).")
     tested = {(c.task, c.arm, c.other) for c in rows}
-    untested = [f"{t.task}: {a.label} vs {b.label}" for t, a, b in pairs if (t.task, a.arm, b.arm) not in tested]
+    deterministic = sorted({t.task for t, _, _ in pairs if t.deterministic})
+    untested = [
+        f"{t.task}: {a.label} vs {b.label}"
+        for t, a, b in pairs
+        if (t.task, a.arm, b.arm) not in tested and not t.deterministic
+    ]
     if untested and rows:
         lines += ["", f"Not tested (fewer than 2 finite results on one side): {'; '.join(untested)}."]
+    if deterministic:
+        lines += [
+            "",
+            f"n/a on {', '.join(f'`{d}`' for d in deterministic)}: deterministic (every seed gives the same run), so "
+            "no test and no place in the Holm family.",
+        ]
     return [*lines, ""]
 
 

@@ -171,9 +171,15 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     )
     if figure1:
         lines += ["### Figure-1 layout (training loss; the tables above use held-out metrics)", "", *figure1]
-    lines += _aggregate(group, fig_dir, prefix, rel)
-    if fig_dir is not None:
-        lines += quality_profile_lines(group, fig_dir, prefix, rel)
+    real, toys = [t for t in group if not t.toy], [t for t in group if t.toy]
+    for subset, title, suffix in ((real, "Across tasks", ""), (toys, "Across the toy landscapes", "-toys")):
+        if not subset:
+            continue
+        if subset is real and toys:
+            title = "Across the real tasks (the toy landscapes have their own profile below)"
+        lines += _aggregate(subset, fig_dir, prefix + suffix, rel, title)
+        if fig_dir is not None:
+            lines += quality_profile_lines(subset, fig_dir, prefix + suffix, rel)
     widths = width_tasks(group)
     if widths:
         lines += ["### Learning-rate transfer across width", "", *width_table_lines(widths), ""]
@@ -182,7 +188,9 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     return lines
 
 
-def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
+def _aggregate(
+    group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path, title: str = "Across tasks"
+) -> list[str]:
     """The AlgoPerf table across tasks (time and steps to target) and its performance-profile figure."""
     from andi.bench.report.plots import arm_style, save_profiles
 
@@ -198,7 +206,7 @@ def _aggregate(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: 
     ref = group[0].manifest.get("reference_arm", "adamw")
     rt, rs = stats.performance_ratios(times), stats.performance_ratios(steps)
     lines = [
-        f"### Across tasks ({len(tasks)} task(s))",
+        f"### {title} ({len(tasks)} task(s))",
         "",
         "| arm | AlgoPerf score (time) | AlgoPerf score (steps) | geomean speedup vs AdamW (time) | "
         "geomean speedup (steps) | tasks reaching target |",

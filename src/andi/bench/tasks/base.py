@@ -92,6 +92,11 @@ class Task(abc.ABC):
     role_overrides: ClassVar[Mapping[str, str]] = {}
     #: Examples per forward pass of an evaluation (a memory bound; see :meth:`eval_sums`).
     eval_batch_size: ClassVar[int] = 1024
+    #: A toy landscape rather than a learning task: reports keep it out of the real tasks' cross-task profiles
+    #: and scores, and give the toys their own.
+    toy: ClassVar[bool] = False
+    #: Every seed gives the same run (no random init or data): tests between arms are meaningless, reports say n/a.
+    deterministic: ClassVar[bool] = False
 
     def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
         if size not in SIZES:

@@ -41,6 +41,7 @@ class _ToyTask(Task):
     """Shared plumbing: no data, every split is the objective itself."""
 
     sizes = _TOY_SIZES
+    toy = True
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -82,6 +83,7 @@ class RosenbrockTask(_ToyTask):
     name = "rosenbrock"
     primary_metric = "loss"
     higher_is_better = False
+    deterministic = True  # a fixed start and exact gradients: the seeds repeat one run
     role_overrides: ClassVar[Mapping[str, str]] = {"xy": "vector"}
     #: f below this counts as solved (docs/design/protocol.md (d) 1).
     threshold = 1e-3
