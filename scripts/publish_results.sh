@@ -19,7 +19,8 @@ ls "$src"/manifest-*.json >/dev/null 2>&1 || { echo "$src: no manifest-*.json (r
 mkdir -p "$dest"
 rm -rf "$dest/figures"
 # Only what the report reads: the manifests and the run records (no claims, quarantine or old report).
-(cd "$src" && find . -maxdepth 1 -name '*.json' -printf '%P\n' | LC_ALL=C sort) |
+(cd "$src" && find . -maxdepth 1 -name '*.json' -printf '%P\n' | grep -E '^(manifest-.*|[0-9a-f]{64})\.json$' |
+    LC_ALL=C sort) |
     XZ_OPT=-9 tar --create --xz --file "$dest/records.tar.xz" --directory "$src" \
         --owner=0 --group=0 --numeric-owner --mtime='2026-01-01 00:00:00Z' --files-from=-
 andi-bench report "$dest/records.tar.xz" --out "$dest/report.md"

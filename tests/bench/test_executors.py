@@ -25,7 +25,7 @@ SMOKE = P.QUICK_SMOKE
 def records(root: Path) -> dict[str, dict]:
     out = {}
     for path in root.glob("*.json"):
-        if not path.name.startswith("manifest-"):
+        if not path.name.startswith("manifest-") and path.name != "results.json":
             record = json.loads(path.read_text())
             out[record["key"]] = record
     return out

@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,10 @@ def _grad_norm_problems(train: Mapping[str, Any]) -> list[str]:
 
 
 # ================================================================================================= store
+#: A run record's file name: its key, the SHA-256 of its config, in hex.
+_RECORD_NAME = re.compile(r"[0-9a-f]{64}\.json")
+
+
 class ResultStore:
     """A results directory: one ``<key>.json`` per run plus ``manifest-*.json`` files.
 
@@ -207,7 +212,7 @@ class ResultStore:
     def records(self) -> Iterator[dict]:
         """Every valid record in the directory (corrupt ones are reported and moved aside)."""
         for path in sorted(self.root.glob("*.json")):
-            if not path.name.startswith(_MANIFEST_PREFIX):
+            if _RECORD_NAME.fullmatch(path.name):  # not a manifest, nor the report's results.json
                 rec = self._read(path, path.stem, None)
                 if rec is not None:
                     yield rec

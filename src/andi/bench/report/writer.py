@@ -329,7 +329,8 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
         "",
         f"{m['steps']} steps, pre-update minibatch loss recorded every {m['record_every']} steps, seeds "
         f"{m['seeds']}, constant lr, ANDI searched on seed {m['spec']['search_seed']} only; AdamW and the "
-        "script's \"Muon\" untuned. Reproduces the paper's numbers; its flaws are listed in protocol.md §(b).",
+        "script's \"Muon\" untuned. Reproduces the paper's numbers; its flaws are listed in "
+        "docs/design/protocol.md §(b).",
         "",
     ]
     fig1 = []
