@@ -6,9 +6,9 @@
 # every finished run is a JSON record in those folders (commit them whenever you stop); a new invocation computes only
 # what is missing. Both studies are finished and published (scripts/publish_results.sh packed each folder into
 # records.tar.xz beside its report.md): a new invocation unpacks that archive into the folder first, so it reuses
-# every published run (a newer code or config computes only what differs). The code runs from a snapshot of the committed tree (git archive HEAD into a temporary folder),
-# so editing the working tree while it runs changes nothing; it runs at the lowest CPU priority (nice 19), so tests
-# and builds beside it keep their speed.
+# every published run (a newer code or config computes only what differs). The code runs from a snapshot of the
+# committed tree (git archive HEAD into a temporary folder), so editing the working tree while it runs changes
+# nothing; it runs at the lowest CPU priority (nice 19), so tests and builds beside it keep their speed.
 #
 #   scripts/gpt_paper_size.sh                 # both studies, 2 workers
 #   WORKERS=1 scripts/gpt_paper_size.sh       # leave a core free
@@ -16,15 +16,6 @@
 #   DEVICE=cuda scripts/gpt_paper_size.sh     # on a GPU (see scripts/gpu_evidence.sh)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-workers="${WORKERS:-2}"
-device="${DEVICE:-cpu}"
-data="${ANDI_DATA_ROOT:-$root/../shared/data}"
-studies="${STUDIES:-replay-v7 study-gpt-full}"
-
-snapshot="$(mktemp -d)"
-trap 'rm -rf "$snapshot"' EXIT
-git -C "$root" archive HEAD src | tar -x -C "$snapshot"
-echo "code: $(git -C "$root" rev-parse --short HEAD) (snapshot in $snapshot); data: $data; $workers worker(s) on $device"
 
 out_of() {
     case "$1" in
@@ -34,14 +25,8 @@ out_of() {
     esac
 }
 
-for study in $studies; do
-    out="$(out_of "$study")"
-    mkdir -p "$out"
-    archive="$(dirname "$out")/records.tar.xz"
-    if [[ -f "$archive" ]] && ! ls "$out"/*.json >/dev/null 2>&1; then
-        tar -x -f "$archive" -C "$out"
-    fi
-    echo "== $study -> $out ($(find "$out" -maxdepth 1 -name '*.json' ! -name 'manifest-*' | wc -l) records so far)"
-    PYTHONPATH="$snapshot/src" nice -n 19 python -m andi.bench run --protocol "$study" --workers "$workers" \
-        --threads 1 --device "$device" --data-root "$data" --out "$out" --no-progress
+# background_sweep.sh does the rest: the snapshot of HEAD, nice 19, one thread a run, WORKERS/DEVICE/ANDI_DATA_ROOT,
+# and unpacking the published records.tar.xz into an empty records folder first.
+for study in ${STUDIES:-replay-v7 study-gpt-full}; do
+    "$root/scripts/background_sweep.sh" "$study" "$(out_of "$study")"
 done

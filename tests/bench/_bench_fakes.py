@@ -79,6 +79,19 @@ def fake_record(config: Any, *, data_root: Any = None, progress: bool = False) -
     }
 
 
+def diverging_reporting_seed(optimizer: str, seed: int) -> Any:
+    """A fake runner like :func:`fake_record`, except that ``optimizer``'s reporting run on ``seed`` diverges."""
+
+    def run(config: Any, **kwargs: Any) -> dict:
+        record = fake_record(config)
+        if config.optimizer == optimizer and config.eval_split == "test" and config.init_seed == seed:
+            record.update(status="diverged", diverged_at=5)
+            record["final"].update(value=None, metrics={})
+        return record
+
+    return run
+
+
 class CountingRun:
     """A fake ``run`` that counts calls per config key and can raise on the n-th call (a "kill")."""
 

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 import pytest
-from _bench_fakes import CountingRun, fake_record
+from _bench_fakes import CountingRun, diverging_reporting_seed
 
 from andi.bench import protocols as P
 from andi.bench.execution.sweep import Sweep, run_fair
@@ -59,17 +59,8 @@ def test_a_malformed_claims_file_is_refused_naming_the_file_and_the_fault(tmp_pa
     assert str(path) in str(err.value)
 
 
-def _diverging_run(config, **kwargs) -> dict:
-    """The fake runner, except that ANDI's reporting seed 1002 diverges."""
-    record = fake_record(config)
-    if config.optimizer == "andi" and config.eval_split == "test" and config.init_seed == 1002:
-        record.update(status="diverged", diverged_at=5)
-        record["final"].update(value=None, metrics={})
-    return record
-
-
 def test_a_diverged_reporting_seed_stays_in_n_the_mean_and_the_tests_at_the_penalty(tmp_path: Path) -> None:
-    sweep = Sweep(tmp_path, run_fn=_diverging_run)
+    sweep = Sweep(tmp_path, run_fn=diverging_reporting_seed("andi", 1002))
     (manifest,) = [run_fair(PROTO, "saddle", sweep, size="smoke", steps=30)]
     assert manifest["claims_sha256"] == claims_sha256()
     text = generate_report(tmp_path, figures=False).read_text()

@@ -16,14 +16,15 @@ from andi.bench.execution.sweep import Sweep, run_protocol
 from andi.bench.protocols.plans import Stage, fair_plan, planned_runs, replay_plan
 
 
-def _drive(plan) -> tuple[list[Stage], dict]:
-    """Run ``plan`` with the fake runner, no sweep, no files: its stages and its manifest."""
+def _drive(plan, make=fake_record) -> tuple[list[Stage], dict]:
+    """Run ``plan`` with the fake runner ``make`` (a config's record), no sweep, no files: its stages and its
+    manifest."""
     stages = []
     stage = next(plan)
     while True:
         stages.append(stage)
         try:
-            stage = plan.send([fake_record(c) for c in stage.configs])
+            stage = plan.send([make(c) for c in stage.configs])
         except StopIteration as done:
             return stages, done.value
 
@@ -73,16 +74,6 @@ def _seed_dependent_record(config) -> dict:
     return record
 
 
-def _drive_with(plan, make) -> tuple[list[Stage], dict]:
-    stages, stage = [], next(plan)
-    while True:
-        stages.append(stage)
-        try:
-            stage = plan.send([make(c) for c in stage.configs])
-        except StopIteration as done:
-            return stages, done.value
-
-
 @given(refine=st.sampled_from([None, math.sqrt(2.0)]), single_seed_arm=st.sampled_from(["andi", "muon"]))
 @settings(max_examples=4, deadline=None)
 def test_several_tuning_seeds_choose_the_best_mean_and_refinement_adds_the_sqrt2_neighbours(
@@ -97,7 +88,7 @@ def test_several_tuning_seeds_choose_the_best_mean_and_refinement_adds_the_sqrt2
         tuning_seed_counts=((single_seed_arm, 1),),
         refine_factor=refine,
     )
-    _, manifest = _drive_with(fair_plan(protocol, "saddle", size="smoke"), _seed_dependent_record)
+    _, manifest = _drive(fair_plan(protocol, "saddle", size="smoke"), _seed_dependent_record)
     for entry in manifest["arms"]:
         seeds = (0,) if entry["arm"] == single_seed_arm else (0, 1, 2)
         assert all(len(t["keys"]) == len(seeds) for t in entry["tuning"])

@@ -10,7 +10,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from _bench_fakes import fake_record
+from _bench_fakes import diverging_reporting_seed, fake_record
 
 from andi.bench import cli
 from andi.bench import protocols as P
@@ -52,14 +52,6 @@ def _cmp(arm: str, baseline: str, protocol: str = "summary-test") -> dict:
             "metric": "loss", "direction": "lower"}  # fmt: skip
 
 
-def _diverging(config, **kwargs) -> dict:
-    record = fake_record(config)
-    if config.optimizer == "andi" and config.eval_split == "test" and config.init_seed == 1003:
-        record.update(status="diverged", diverged_at=5)
-        record["final"].update(value=None, metrics={})
-    return record
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     results = tmp_path_factory.mktemp("published") / "results"
@@ -95,7 +87,7 @@ def test_each_rule_reads_its_comparisons(published: Path, tmp_path: Path) -> Non
 
 def test_a_diverged_seed_breaks_robustness_and_counts_at_the_penalty(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    _publish(results, "diverging", _diverging)
+    _publish(results, "diverging", diverging_reporting_seed("andi", 1003))
     claims = load_claims(
         _claims(tmp_path, [{"id": "robust", "rule": "robust-not-worse", "comparisons": [_cmp("andi", "muon")]}])
     )

@@ -220,10 +220,9 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any, pena
     records = [r for r in found if r.get("status") != "failed"]
     finals = [final_fn(r) for r in records]
     errors = [r for r in found if r.get("status") == "failed"]
-    counted = [v if v is not None and math.isfinite(v) else penalty for v in finals] + [penalty] * len(errors)
     step_times = [r["timing"].get("optimizer_step_median_s") for r in records]
     peaks = [r["memory"].get("peak_bytes") for r in records if r["memory"].get("peak_bytes") is not None]
-    return ArmResult(
+    result = ArmResult(
         arm=entry["arm"],
         label=entry.get("label") or entry["arm"],
         optimizer=entry["optimizer"],
@@ -234,7 +233,7 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any, pena
         records=records,
         seeds=[int(r["config"]["init_seed"]) for r in records],
         finals=finals,
-        summary=stats.summarize(stats.finite_values(finals) if penalty is None else counted),
+        summary=stats.summarize([]),  # set below from the runs that count
         step_time_s=stats.median([t for t in step_times if t is not None]),
         state_bytes=max((int(r["memory"]["state_bytes"]) for r in records), default=None),
         peak_bytes=stats.median(peaks) if peaks else None,
@@ -245,6 +244,8 @@ def _arm_result(entry: Mapping[str, Any], found: list[dict], final_fn: Any, pena
         edge_capped=bool(entry.get("edge_capped")),
         penalty=penalty,
     )
+    result.summary = stats.summarize([v for _, v in result.scored()])
+    return result
 
 
 def _usable(a: ArmResult) -> bool:

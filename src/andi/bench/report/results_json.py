@@ -63,7 +63,7 @@ def _arm(a: ArmResult, manifest_arm: dict[str, Any], tuning_seeds: Sequence[int]
     }
 
 
-def _comparison(c: Comparison, t: TaskResult) -> dict[str, Any]:
+def _comparison(c: Comparison) -> dict[str, Any]:
     low, high = c.interval()
     return {
         "arm": c.arm,
@@ -90,10 +90,10 @@ def _task(t: TaskResult, kind: str, h2h: Sequence[Comparison]) -> dict[str, Any]
         "penalty": penalty,
         "target": _num(t.target),
         "arms": [_arm(a, entries.get(a.arm, {}), tuning_seeds) for a in t.arms],
-        "comparisons": [_comparison(c, t) for c in t.comparisons],
+        "comparisons": [_comparison(c) for c in t.comparisons],
     }
     if kind == "fair":
-        data["head_to_head"] = [_comparison(c, t) for c in h2h if c.task == t.task]
+        data["head_to_head"] = [_comparison(c) for c in h2h if c.task == t.task]
     return data
 
 

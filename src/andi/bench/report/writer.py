@@ -251,6 +251,11 @@ def _aggregate(
     return lines
 
 
+def _replay_task_head(t: TaskResult, columns: list[str]) -> list[str]:
+    """A replay task's heading, its run shape and the header of its table with ``columns``."""
+    return [f"### {t.task}", "", _shape_line(t), "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def _scored_replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
     """A replay that scores runs as its script does, set beside the author's table (the v7 experiment)."""
     m = group[0].manifest
@@ -267,16 +272,15 @@ def _scored_replay_section(group: list[TaskResult], fig_dir: Path | None, prefix
     ]
     for t in group:
         seeds = m["seeds"]
-        lines += [
-            f"### {t.task}",
-            "",
-            _shape_line(t),
-            "",
-            "| arm | lr | "
-            + " | ".join(f"score, seed {s}" for s in seeds)
-            + " | mean (ours) | the author's | ours − author's | reproduced | opt step (ms) | state | peak mem |",
-            "|---|---|" + "---|" * len(seeds) + "---|---|---|---|---|---|---|",
-        ]
+        lines += _replay_task_head(
+            t,
+            [
+                "arm",
+                "lr",
+                *(f"score, seed {s}" for s in seeds),
+                *("mean (ours)", "the author's", "ours − author's", "reproduced", "opt step (ms)", "state", "peak mem"),
+            ],
+        )
         for a in t.arms:
             per = dict(zip(a.seeds, a.finals))
             theirs = author.get(a.arm)
@@ -336,16 +340,16 @@ def _replay_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, 
     fig1 = []
     for t in group:
         seeds = m["seeds"]
-        lines += [
-            f"### {t.task}",
-            "",
-            _shape_line(t),
-            "",
-            "| arm | lr | trials | "
-            + " | ".join(f"loss @ last record, seed {s}" for s in seeds)
-            + " | mean | opt step (ms) | state | peak mem |",
-            "|---|---|---|" + "---|" * len(seeds) + "---|---|---|---|",
-        ]
+        lines += _replay_task_head(
+            t,
+            [
+                "arm",
+                "lr",
+                "trials",
+                *(f"loss @ last record, seed {s}" for s in seeds),
+                *("mean", "opt step (ms)", "state", "peak mem"),
+            ],
+        )
         for a in t.arms:
             per = dict(zip(a.seeds, a.finals))
             lines.append(
