@@ -129,3 +129,12 @@ def test_study_v2_declares_the_reviewer_grade_rules() -> None:
     assert len(p.reporting_seeds) >= 10 and not p.reporting_seed_counts
     assert p.refine_factor == pytest.approx(math.sqrt(2.0))
     assert set(p.tasks) >= {"saddle", "cifar", "gpt", "cifar-proj"}
+
+
+def test_width_v2_is_width_under_the_reviewer_grade_rules() -> None:
+    old, new = P.get_protocol("width"), P.get_protocol("width-v2")
+    assert isinstance(old, P.FairProtocol) and isinstance(new, P.FairProtocol)
+    assert (new.tasks, new.arms, new.task_steps, new.ks) == (old.tasks, old.arms, old.task_steps, old.ks)
+    assert new.tuning_seeds == (0, 1, 2) and new.refine_factor == pytest.approx(math.sqrt(2.0))
+    assert len(new.reporting_seeds) >= 5 and set(new.reporting_seeds) >= set(old.reporting_seeds)
+    assert new.min_reporting_seeds == len(new.reporting_seeds)

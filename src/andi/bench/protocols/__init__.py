@@ -19,6 +19,7 @@ from andi.bench.protocols.registry import (
     STUDY_SADDLE_FULL,
     STUDY_V2,
     WIDTH,
+    WIDTH_V2,
     get_protocol,
 )
 from andi.bench.protocols.replay import (
@@ -54,6 +55,7 @@ __all__ = [
     "STUDY_V2",
     "TRAIN_STEPS",
     "WIDTH",
+    "WIDTH_V2",
     "ArmSpec",
     "FairProtocol",
     "ReplayProtocol",

@@ -20,6 +20,7 @@ __all__ = [
     "STUDY_SADDLE_FULL",
     "STUDY_V2",
     "WIDTH",
+    "WIDTH_V2",
     "get_protocol",
 ]
 
@@ -38,6 +39,8 @@ WIDTH: FairProtocol = _STUDY_PROTOCOLS["width"]
 STUDY_GPT_FULL: FairProtocol = _STUDY_PROTOCOLS["study-gpt-full"]
 #: ``andi-bench run --protocol study-v2``: the headline arms under the reviewer-grade rules.
 STUDY_V2: FairProtocol = _STUDY_PROTOCOLS["study-v2"]
+#: ``andi-bench run --protocol width-v2``: the width sweep under the reviewer-grade rules.
+WIDTH_V2: FairProtocol = _STUDY_PROTOCOLS["width-v2"]
 #: ``andi-bench run --protocol replay-v7``: the author's v7 GPT experiment as it runs it.
 REPLAY_V7 = ReplayV7Protocol()
 

@@ -1,5 +1,5 @@
-"""The evidence study's protocols: ``study``, ``study-saddle-full``, ``width``, ``study-gpt-full`` and ``study-v2``
-(fair protocols, declared up front).
+"""The evidence study's protocols: ``study``, ``study-saddle-full``, ``width``, ``study-gpt-full``, ``study-v2`` and
+``width-v2`` (fair protocols, declared up front).
 
 :func:`study_protocols` builds them from :class:`~andi.bench.protocols.fair.FairProtocol` and the arm tables of
 :mod:`andi.bench.protocols.arms`; :mod:`andi.bench.protocols.registry` registers them (``andi-bench run --protocol
@@ -51,6 +51,11 @@ defaults to ``full``). Estimate: 4 arms × (8 + 5) + ≈ 8 extension runs = 60 r
 (``arms[].tuning``). One run alone at 300 steps, AdamW | Muon: width 64 19 | 19 s, width 128 29 | 33 s, width 256
 100 | 122 s; at 150 steps about half. Measured: 136 runs in 33 minutes with 2 workers × 1 thread.
 
+``width-v2`` — ``width`` under the reviewer-grade rules of ``study-v2``: the same tasks, arms and steps, the lr chosen
+on the mean final validation loss of :data:`V2_TUNING_SEEDS` after the extended factor-2 scan and the √2 refinement,
+:data:`WIDTH_V2_REPORTING_SEEDS` (5 reporting seeds). Sizing from ``width``'s ≈ 29 worker-slot seconds a run: 4 arms
+× 3 widths × (3 × ≈ 12 + 5) ≈ 490 runs, ≈ 2 hours with ``--workers 2 --threads 1``.
+
 ``study-gpt-full`` — the char-GPT at the paper's size (n_embd 128, 4 layers, 4 heads, block 64, batch 128, 2500 steps)
 in the setting of the author's v7 experiment: ANDI (its v7 class, ``andi-v7``), D-Muon (``d-muon``, as Semenov et al.
 define it) and AdamW, each with weight decay 0.01 on the v7 groups and its v7 schedule (WSD from 0 with 10 % warmup
@@ -87,6 +92,7 @@ __all__ = [
     "WIDTH_ARMS",
     "WIDTH_STEPS",
     "WIDTH_TASKS",
+    "WIDTH_V2_REPORTING_SEEDS",
     "study_protocols",
 ]
 
@@ -112,6 +118,8 @@ HEADLINE_ARMS = WIDTH_ARMS
 V2_TUNING_SEEDS = (0, 1, 2)
 #: Reporting seeds of ``study-v2``.
 V2_REPORTING_SEEDS = tuple(range(1001, 1011))
+#: Reporting seeds of ``width-v2`` (the lr-transfer question rests on the tuning runs; five seeds report each width).
+WIDTH_V2_REPORTING_SEEDS = tuple(range(1001, 1006))
 
 #: D-Muon's lr centre on the paper's GPT: the author's 0.02 (KellerJordan's scale √max(1, m/n)) moved to the
 #: AdamW-matched scale 0.2·√max(m, n). On the GPT's hidden matrices (fan-in 128 or 512, fan-out ≥ fan-in or not) the two
@@ -173,8 +181,8 @@ def _for_tasks(arm: ArmSpec, tasks: tuple[str, ...], like: str) -> ArmSpec:
 
 
 def study_protocols() -> dict[str, FairProtocol]:
-    """``study``, ``study-saddle-full``, ``width``, ``study-gpt-full`` and ``study-v2`` by name (see the module
-    docstring)."""
+    """``study``, ``study-saddle-full``, ``width``, ``study-gpt-full``, ``study-v2`` and ``width-v2`` by name (see the
+    module docstring)."""
     every_arm = CORE_ARMS + FAMILY_ARMS
     names = tuple(a.name for a in every_arm)
     common = dict(
@@ -266,4 +274,24 @@ def study_protocols() -> dict[str, FairProtocol]:
             "min_reporting_seeds": 10,
         },
     )
-    return {p.name: p for p in (study, saddle_full, width, gpt_full, study_v2)}
+    width_v2 = FairProtocol(
+        name="width-v2",
+        tasks=WIDTH_TASKS,
+        arms=width.arms,
+        default_arms=WIDTH_ARMS,
+        task_steps=width.task_steps,
+        refine_factor=math.sqrt(2.0),
+        description=(
+            "lr transfer under the reviewer-grade rules: char-GPT at CPU size, n_embd 64/128/256 (head size 16), "
+            f"ANDI, ANDI-hybrid, AdamW, Muon; {WIDTH_STEPS} steps, 8-point factor-2 grid with up to {EDGE_ROUNDS} "
+            f"edge-extension rounds per width, then √2 refinement, lr chosen on the mean of {len(V2_TUNING_SEEDS)} "
+            f"tuning seeds, {len(WIDTH_V2_REPORTING_SEEDS)} reporting seeds, WSD"
+        ),
+        **{
+            **common,
+            "tuning_seeds": V2_TUNING_SEEDS,
+            "reporting_seeds": WIDTH_V2_REPORTING_SEEDS,
+            "min_reporting_seeds": len(WIDTH_V2_REPORTING_SEEDS),
+        },
+    )
+    return {p.name: p for p in (study, saddle_full, width, gpt_full, study_v2, width_v2)}
