@@ -14,9 +14,12 @@ from andi.bench.errors import EXIT_USAGE
 from andi.bench.execution.claims import DEFAULT_CLAIM_TIMEOUT_S
 from andi.bench.protocols import PROTOCOLS, QUICK, QUICK_SMOKE
 
-__all__ = ["DEFAULT_RESULTS", "EXIT_STATUS", "QUICK_SIZES", "build_parser"]
+__all__ = ["COMPARE_ARMS", "DEFAULT_RESULTS", "EXIT_STATUS", "QUICK_SIZES", "build_parser"]
 
 DEFAULT_RESULTS = Path("andi-bench-results")
+#: The arms ``andi-bench compare`` runs without ``--optimizers``: ANDI on its own and on Muon's footing, and the two
+#: baselines every user asks about.
+COMPARE_ARMS = ("andi", "andi-hybrid", "adamw", "muon")
 QUICK_SIZES = {"cpu": QUICK, "smoke": QUICK_SMOKE}
 EXIT_STATUS = (
     "exit status: 0 success; 2 the command line is wrong; 3 the machine or its files cannot serve it "
@@ -153,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         type=_csv,
         default=None,
-        help="comma-separated tasks (default: the protocol's; fair: saddle,cifar,gpt)",
+        help="comma-separated tasks (default: the protocol's; fair: saddle,cifar,gpt); a task of your own as "
+        "path/to/file.py:Name or package.module:Name",
     )
     r.add_argument(
         "--optimizers",
@@ -175,6 +179,25 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reporting-seeds", type=_ints, default=None, help="fair: override the reporting seeds")
     r.add_argument("--out", type=Path, default=None, help=f"results directory (default: {DEFAULT_RESULTS}/<protocol>)")
     _add_common(r)
+
+    c = sub.add_parser(
+        "compare",
+        help="is ANDI better on my model? the fair protocol on one task (yours: path/to/file.py:Name), "
+        "then the report and a verdict",
+    )
+    c.add_argument("task", metavar="TASK", help="a task name, or path/to/file.py:Name, or package.module:Name")
+    c.add_argument(
+        "--optimizers",
+        type=_csv,
+        default=None,
+        help=f"comma-separated arms of the fair protocol (default: {','.join(COMPARE_ARMS)})",
+    )
+    c.add_argument("--size", choices=("full", "cpu", "smoke"), default="cpu", help="task size (default: cpu)")
+    c.add_argument("--steps", type=int, default=None, help="override the step count of every run")
+    c.add_argument(
+        "--out", type=Path, default=None, help=f"results directory (default: {DEFAULT_RESULTS}/compare-<task>)"
+    )
+    _add_common(c)
 
     rep = sub.add_parser("report", help="write report.md and figures from a results directory or an archive of one")
     rep.add_argument(

@@ -133,10 +133,10 @@ def _check_space(
     steps: int | None,
 ) -> None:
     """Enough free space for the sweep's records (the declared runs and half as many again for edge extensions)."""
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import task_class
 
     runs = _declared_runs(protocol, tasks, arms) * 3 // 2
-    longest = max(steps or TASKS[t].sizes[size].steps for t in tasks)
+    longest = max(steps or task_class(t).sizes[size].steps for t in tasks)
     check_free_space(out, runs, longest)
 
 
@@ -171,11 +171,11 @@ def _default_execution(args: argparse.Namespace, runs: int, tasks: Sequence[str]
 
     from andi.bench.execution.defaults import choose_execution
     from andi.bench.execution.executors import available_cores, visible_gpus
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import task_class
 
     def params(task: str) -> int:
         with torch.device("meta"):
-            model = TASKS[task](size, args.data_root).build_model(0)
+            model = task_class(task)(size, args.data_root).build_model(0)
         return sum(p.numel() for p in model.parameters())
 
     gpus = len(visible_gpus()) if args.device.startswith("cuda") else 0

@@ -192,11 +192,11 @@ def check_free_space(path: Path, runs: int, steps: int, option: str = "--out") -
 
 def check_data(tasks: Sequence[str], data_root: str | os.PathLike[str] | None) -> None:
     """Every dataset the tasks read is present and matches its checksum (see :mod:`andi.bench.tasks.data`)."""
-    from andi.bench.tasks import TASKS, data
+    from andi.bench.tasks import data, task_class
 
     needed: dict[str, list[str]] = {}
     for task in tasks:
-        for name in TASKS[task].datasets:
+        for name in task_class(task).datasets:
             needed.setdefault(name, []).append(task)
     for name, users in needed.items():
         try:

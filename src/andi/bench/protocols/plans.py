@@ -66,9 +66,10 @@ def _higher_is_better(record: dict, task: str) -> bool:
     final = record.get("final")
     if isinstance(final, dict) and isinstance(final.get("higher_is_better"), bool):
         return final["higher_is_better"]
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import find_task_class
 
-    return bool(TASKS[task].higher_is_better) if task in TASKS else False
+    cls = find_task_class(task)
+    return bool(cls.higher_is_better) if cls is not None else False
 
 
 # ================================================================================================== fair
@@ -244,9 +245,9 @@ def fair_plan(
 
 def _task_model(task: str, size: str) -> dict[str, Any] | None:
     """The declared model hyperparameters of ``task`` at ``size`` (no data loaded); ``None`` for an unknown task."""
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import find_task_class
 
-    cls = TASKS.get(task)
+    cls = find_task_class(task)
     spec = cls.sizes.get(size) if cls is not None else None
     return dict(spec.model) if spec is not None else None
 

@@ -255,9 +255,9 @@ def _usable(a: ArmResult) -> bool:
 
 def task_flag(task: str, flag: str) -> bool:
     """A boolean class attribute of the registered task ``task`` (``False`` for a task this version lacks)."""
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import find_task_class
 
-    cls = TASKS.get(task)
+    cls = find_task_class(task)
     return bool(getattr(cls, flag, False)) if cls is not None else False
 
 
@@ -412,10 +412,10 @@ def analyze_replay(manifest: Mapping[str, Any], records: _Records | ResultStore)
 def run_shape(result: TaskResult) -> tuple[int | None, int | None]:
     """``(steps, batch size)`` of the task's runs, read from a record (a field left to the task's default is the
     default of the manifest's size); ``None`` where no record or task says."""
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import find_task_class
 
     config = next((r["config"] for a in result.arms for r in a.records), {})
-    cls = TASKS.get(result.task)
+    cls = find_task_class(result.task)
     default = cls.sizes.get(result.manifest.get("size", "")) if cls is not None else None
     steps = config.get("steps") or (default.steps if default else None)
     batch = config.get("batch_size") or (default.batch_size if default else None)

@@ -18,10 +18,12 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from . import external
 from .base import SIZES, SPLIT_MODES, SizeSpec, Task
 from .char_gpt import GPT_WIDTHS, CharGPTTask, CharGPTV7Task, char_gpt_width_task
 from .cifar_projection_mlp import CifarProjectionTask
 from .cifar_resnet9 import CifarTask
+from .external import TaskContractError, check_task
 from .saddle import SaddleTask
 from .toys import (
     NoisyQuadraticTask,
@@ -31,7 +33,19 @@ from .toys import (
     RotatedQuadraticTask,
 )
 
-__all__ = ["SIZES", "SPLIT_MODES", "TASKS", "SizeSpec", "Task", "get_task"]
+__all__ = [
+    "SIZES",
+    "SPLIT_MODES",
+    "TASKS",
+    "SizeSpec",
+    "Task",
+    "TaskContractError",
+    "check_task",
+    "external_task_source",
+    "find_task_class",
+    "get_task",
+    "task_class",
+]
 
 #: Task name -> class. The first three are the paper's tasks.
 TASKS: dict[str, type[Task]] = {
@@ -65,8 +79,36 @@ def get_task(
     ``split_mode="paper"`` gives the replay's data semantics (no validation split); ``options`` are passed
     to the task class (e.g. ``projection_seed`` for ``cifar-proj``, ``noise`` for the quadratics).
     """
+    return task_class(name)(size, data_root, split_mode=split_mode, **options)
+
+
+def task_class(name: str) -> type[Task]:
+    """The class of task ``name``: one of :data:`TASKS`, a task from outside (``path/to/file.py:Name`` or
+    ``package.module:Name``) or one an installed package registers (:mod:`andi.bench.tasks.external`).
+
+    Raises ``ValueError`` (a :class:`TaskContractError` for tasks from outside) naming what is wrong.
+    """
+    if name in TASKS:
+        return TASKS[name]
+    if not external.is_spec(name) and name not in external.entry_point_tasks():
+        raise ValueError(
+            f"unknown task {name!r}; available: {', '.join(TASKS)}, or path/to/file.py:Name for a task of your own"
+        )
+    return external.load(name)
+
+
+def find_task_class(name: str) -> type[Task] | None:
+    """:func:`task_class`, or ``None`` where it cannot be found here (e.g. a report on another machine)."""
     try:
-        cls = TASKS[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; available: {', '.join(TASKS)}") from None
-    return cls(size, data_root, split_mode=split_mode, **options)
+        return task_class(name)
+    except ValueError:
+        return None
+
+
+def external_task_source(name: str) -> str | None:
+    """SHA-256 of the file defining task ``name`` when it comes from outside the package (``None`` for a built-in
+    task, or when its file cannot be read)."""
+    if name in TASKS:
+        return None
+    cls = find_task_class(name)
+    return external.source_sha256(cls) if cls is not None else None

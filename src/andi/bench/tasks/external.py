@@ -1,0 +1,177 @@
+"""Tasks from outside the package: ``--task path/to/file.py:Name``, ``--task package.module:Name`` and installed
+packages' entry points (group :data:`ENTRY_POINT_GROUP`).
+
+``Name`` is a :class:`~andi.bench.tasks.base.Task` subclass, or a function of no arguments that returns one (as
+:func:`~andi.bench.tasks.char_gpt.char_gpt_width_task` does for the width variants). A task is known by its *spec*
+— the string given to ``--task``, which records keep — and its *source hash*: the SHA-256 of the file that defines
+it, written into every record's config (:func:`source_sha256`), so runs of a changed task file are never mixed
+with the old ones. :func:`check_task` tries the contract on a fresh instance before any sweep starts and names what
+is wrong in one line.
+
+Example (``examples/my_task.py`` in the source tree)::
+
+    andi-bench compare examples/my_task.py:TabularTask --size smoke
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import inspect
+import math
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .base import Task
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "TaskContractError",
+    "check_task",
+    "entry_point_tasks",
+    "is_spec",
+    "load",
+    "source_sha256",
+]
+
+#: Entry-point group under which installed packages register tasks (``name = "module:Name"``).
+ENTRY_POINT_GROUP = "andi.bench.tasks"
+
+
+class TaskContractError(ValueError):
+    """A task from outside cannot be loaded or breaks the :class:`Task` contract; the message is one line."""
+
+
+def is_spec(name: str) -> bool:
+    """Whether ``name`` names a task from outside by ``file.py:Name`` or ``module:Name``."""
+    return ":" in name
+
+
+def _split(spec: str) -> tuple[str, str]:
+    where, _, attr = spec.rpartition(":")
+    if not where or not attr.isidentifier():
+        raise TaskContractError(f"task {spec!r}: expected path/to/file.py:Name or package.module:Name")
+    return where, attr
+
+
+def _is_file(where: str) -> bool:
+    return where.endswith(".py") or "/" in where or "\\" in where
+
+
+@cache
+def _module(where: str) -> Any:
+    if _is_file(where):
+        path = Path(where).resolve()
+        if not path.is_file():
+            raise TaskContractError(f"task file {where}: no such file")
+        name = f"andi_bench_user_task_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise TaskContractError(f"task file {where}: not a Python file")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[name]
+            raise TaskContractError(f"task file {where}: importing it raised {type(e).__name__}: {e}") from e
+        return module
+    try:
+        return importlib.import_module(where)
+    except ImportError as e:
+        raise TaskContractError(f"task module {where}: cannot import it ({e})") from e
+
+
+def _as_task_class(obj: Any, spec: str) -> type[Task]:
+    if inspect.isclass(obj):
+        if not issubclass(obj, Task):
+            raise TaskContractError(f"task {spec!r}: {obj.__name__} is not a subclass of andi.bench.tasks.Task")
+        return obj
+    if callable(obj):
+        try:
+            made = obj()
+        except Exception as e:
+            raise TaskContractError(f"task {spec!r}: the factory raised {type(e).__name__}: {e}") from e
+        if inspect.isclass(made) and issubclass(made, Task):
+            return made
+        raise TaskContractError(f"task {spec!r}: the factory returned {type(made).__name__}, not a Task subclass")
+    raise TaskContractError(f"task {spec!r}: {type(obj).__name__} is neither a Task subclass nor a factory of one")
+
+
+@cache
+def load(spec: str) -> type[Task]:
+    """The task class of ``spec`` (``file.py:Name``, ``module:Name`` or an entry-point name); raises
+    :class:`TaskContractError` with a one-line reason."""
+    if not is_spec(spec):
+        points = entry_point_tasks()
+        if spec not in points:
+            raise TaskContractError(f"unknown task {spec!r}")
+        return _as_task_class(points[spec].load(), spec)
+    where, attr = _split(spec)
+    module = _module(where)
+    if not hasattr(module, attr):
+        raise TaskContractError(f"task {spec!r}: {where} defines no {attr!r}")
+    return _as_task_class(getattr(module, attr), spec)
+
+
+def entry_point_tasks() -> dict[str, importlib.metadata.EntryPoint]:
+    """Tasks that installed packages register under :data:`ENTRY_POINT_GROUP`, by name."""
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def source_sha256(cls: type[Task]) -> str | None:
+    """SHA-256 of the source file that defines ``cls`` (``None`` when it has none, e.g. defined interactively)."""
+    try:
+        path = inspect.getsourcefile(cls)
+    except TypeError:
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
+
+
+def _batch_size(task: Task) -> int:
+    return max(1, min(task.default_batch_size, 8))
+
+
+def check_task(spec: str, cls: type[Task], size: str, data_root: Any = None) -> None:
+    """Try the :class:`Task` contract on ``cls`` at ``size`` before a sweep: raises :class:`TaskContractError`
+    naming the task and the first thing that is wrong.
+
+    Checked: the size exists; the class instantiates (no abstract method left); ``build_model(0)`` returns an
+    ``nn.Module`` with parameters; ``train_batches(0)`` yields a batch; ``loss`` is a finite scalar tensor with a
+    gradient; ``evaluate`` on every split returns a dict holding the primary metric, finite for the untrained model.
+    """
+    where = f"task {spec!r}"
+    if size not in getattr(cls, "sizes", {}):
+        known = ", ".join(getattr(cls, "sizes", {})) or "none"
+        raise TaskContractError(f"{where}: no size {size!r} (its sizes: {known})")
+    try:
+        task = cls(size, data_root)
+    except TypeError as e:
+        missing = sorted(getattr(cls, "__abstractmethods__", ()))
+        what = f"missing method(s) {', '.join(missing)}" if missing else str(e)
+        raise TaskContractError(f"{where}: cannot be created: {what}") from e
+    model = task.build_model(0)
+    if not isinstance(model, nn.Module) or not any(p.requires_grad for p in model.parameters()):
+        raise TaskContractError(f"{where}: build_model must return an nn.Module with trainable parameters")
+    batch = next(iter(task.train_batches(0, batch_size=_batch_size(task))))
+    loss = task.loss(model, batch)
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise TaskContractError(f"{where}: loss must be a scalar tensor, got {shape}")
+    if not torch.isfinite(loss).all() or not loss.requires_grad:
+        raise TaskContractError(f"{where}: loss of the untrained model must be finite and differentiable")
+    for split in task.splits:
+        metrics = task.evaluate(model, split)
+        value = metrics.get(cls.primary_metric) if isinstance(metrics, dict) else None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TaskContractError(
+                f"{where}: evaluate(model, {split!r}) must return a dict with a finite {cls.primary_metric!r} "
+                f"(the primary metric) for the untrained model, got {metrics!r}"
+            )
