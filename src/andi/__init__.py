@@ -9,7 +9,15 @@ with warnings.catch_warnings():
     import torch  # noqa: F401
 
 from .functional import andi_precondition
-from .optim import ANDI, RoutedOptimizer, create_optimizer, list_optimizers, load_optimizer
+from .optim import (
+    ANDI,
+    RoutedOptimizer,
+    create_optimizer,
+    list_optimizers,
+    load_optimizer,
+    register_optimizer,
+    unregister_optimizer,
+)
 from .routing import decayed_parameters, param_groups, param_roles, weight_decay_groups
 
 __version__ = "0.1.0"
@@ -25,5 +33,7 @@ __all__ = [
     "load_optimizer",
     "param_groups",
     "param_roles",
+    "register_optimizer",
+    "unregister_optimizer",
     "weight_decay_groups",
 ]

@@ -194,6 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     c.add_argument("--size", choices=("full", "cpu", "smoke"), default="cpu", help="task size (default: cpu)")
     c.add_argument("--steps", type=int, default=None, help="override the step count of every run")
+    c.add_argument("--tuning-seeds", type=_ints, default=None, help="override the tuning seeds (default: 0)")
+    c.add_argument(
+        "--reporting-seeds", type=_ints, default=None, help="override the reporting seeds (default: 1001-1005)"
+    )
     c.add_argument(
         "--out", type=Path, default=None, help=f"results directory (default: {DEFAULT_RESULTS}/compare-<task>)"
     )

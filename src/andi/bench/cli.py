@@ -48,7 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from andi.bench.arguments import DEFAULT_RESULTS, QUICK_SIZES, build_parser
+from andi.bench.arguments import COMPARE_ARMS, DEFAULT_RESULTS, QUICK_SIZES, build_parser
 from andi.bench.errors import (
     EXIT_SETUP,
     Interrupted,
@@ -65,6 +65,7 @@ from andi.bench.preflight import (
     check_free_space,
     check_names,
     check_steps,
+    check_tasks,
     check_writable_dir,
 )
 from andi.bench.protocols import (
@@ -228,24 +229,44 @@ def cmd_quick(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> list[str]:
+def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> tuple[FairProtocol, list[str]]:
+    """The arms to run and the protocol that declares them: the protocol's own by name (``all``: every installed
+    one), and a user's optimizer (:mod:`andi.optim.user`: ``path/to/file.py:NAME``, ``module:NAME``, a registered
+    or entry-point name) added as an arm centred on its ``default_lr``."""
+    from andi.bench.protocols.arms import arm_for_optimizer
+    from andi.optim.user import BUILTIN_OPTIMIZERS, is_optimizer_spec
+
     if requested == ["all"]:
         available = set(_available_optimizers())
         missing = [a.name for a in protocol.arms if a.optimizer not in available]
         if missing:
             logger.warning("skipping arms whose optimizer is not installed: %s", ", ".join(missing))
-        return [a.name for a in protocol.arms if a.optimizer in available]
+        return protocol, [a.name for a in protocol.arms if a.optimizer in available]
     # Without --optimizers: the protocol's default arms (fair: the core arms); the others by name or with 'all'.
     names = [a.name for a in protocol.arms]
-    return check_names("--optimizers", "arm", requested, names, default=list(protocol.run_arms()))
+    users = {n for n in _available_optimizers() if n not in BUILTIN_OPTIMIZERS}
+    outside = [r for r in requested or () if r not in names and (is_optimizer_spec(r) or r.lower() in users)]
+    added = []
+    for r in dict.fromkeys(outside):
+        try:
+            arm = arm_for_optimizer(r)
+        except (ValueError, TypeError, ImportError) as e:
+            raise UsageError(f"--optimizers: {e}") from None
+        if arm.name in names or arm.name in (a.name for a in added):
+            raise UsageError(f"--optimizers {r}: its arm name {arm.name!r} is taken; register it under another name")
+        added.append(arm)
+    if added:
+        protocol = dataclasses.replace(protocol, arms=(*protocol.arms, *added))
+    chosen = [next((a.name for a in added if a.optimizer == r), r) for r in requested] if requested else requested
+    arms = check_names(
+        "--optimizers", "arm", chosen, [a.name for a in protocol.arms], default=list(protocol.run_arms())
+    )
+    return protocol, arms
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from andi.bench.execution.sweep import run_protocol
-    from andi.bench.tasks import TASKS
-
+def _protocol_for_run(args: argparse.Namespace) -> tuple[FairProtocol | ReplayProtocol, list[str] | None]:
+    """``--protocol`` with the seeds and arms the command line asks for (arms ``None``: the replay's fixed ones)."""
     protocol = get_protocol(args.protocol)
-    arms: list[str] | None
     if isinstance(protocol, ReplayProtocol):
         if args.optimizers is not None:
             raise UsageError(
@@ -257,30 +278,45 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"--tuning-seeds/--reporting-seeds: the replay protocol's seeds are fixed {protocol.seeds}; "
                 "drop them or use --protocol fair"
             )
-        arms = None
-    else:
-        changes = {}
-        if args.tuning_seeds is not None:
-            changes["tuning_seeds"] = args.tuning_seeds
-        if args.reporting_seeds is not None:
-            changes["reporting_seeds"] = args.reporting_seeds
-        try:
-            protocol = dataclasses.replace(protocol, **changes) if changes else protocol
-        except ValueError as e:
-            raise UsageError(f"--tuning-seeds/--reporting-seeds: {e}") from None
-        arms = _fair_arms(protocol, args.optimizers)
-    tasks = check_names("--task", "task", args.task, list(TASKS), default=protocol.tasks)
-    size = args.size or DEFAULT_SIZES.get(protocol.name, "cpu")
+        return protocol, None
+    return _with_seeds(protocol, args.tuning_seeds, args.reporting_seeds), None
+
+
+def _with_seeds(protocol: FairProtocol, tuning: list[int] | None, reporting: list[int] | None) -> FairProtocol:
+    changes = {}
+    if tuning is not None:
+        changes["tuning_seeds"] = tuning
+    if reporting is not None:
+        changes["reporting_seeds"] = reporting
+    try:
+        protocol = dataclasses.replace(protocol, **changes) if changes else protocol
+    except ValueError as e:
+        raise UsageError(f"--tuning-seeds/--reporting-seeds: {e}") from None
+    return protocol
+
+
+def _run_sweep(
+    args: argparse.Namespace,
+    protocol: FairProtocol | ReplayProtocol,
+    tasks: list[str],
+    size: str,
+    arms: list[str] | None,
+    out: Path,
+) -> list[dict]:
+    """The checks every sweep command makes before its first run, the sweep itself and its report: ``run`` and
+    ``compare`` both come here, so a comparison on a user's task is the fair protocol's ordinary sweep."""
+    from andi.bench.execution.sweep import run_protocol
+
     check_steps(protocol, args.steps)
     _check_threads(args)
     executor = _check_execution(args)
-    out = args.results_dir = args.out or DEFAULT_RESULTS / protocol.name
+    args.results_dir = out
     _check_machine(out, tasks, args)
     executor = _default_execution(args, _declared_runs(protocol, tasks, arms), tasks, size) or executor
     _check_space(out, protocol, tasks, size, arms, args.steps)
     t0 = time.perf_counter()
     with _sweep(out, args, executor) as sweep:
-        run_protocol(
+        manifests = run_protocol(
             protocol,
             sweep,
             tasks=tasks,
@@ -293,6 +329,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         _summary(protocol.name, sweep, time.perf_counter() - t0, out)
     if not args.no_report:
         _write_report(out)
+    return manifests
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    protocol, arms = _protocol_for_run(args)
+    if isinstance(protocol, FairProtocol):
+        protocol, arms = _fair_arms(protocol, args.optimizers)
+    size = args.size or DEFAULT_SIZES.get(protocol.name, "cpu")
+    tasks = check_tasks(args.task, protocol.tasks, size, args.data_root)
+    _run_sweep(args, protocol, tasks, size, arms, args.out or DEFAULT_RESULTS / protocol.name)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """``andi-bench compare TASK``: the fair protocol on one task (ANDI, ANDI-hybrid, AdamW and Muon unless
+    ``--optimizers`` says otherwise), its report, and a verdict paragraph on the terminal."""
+    from andi.bench.execution.files import file_safe
+    from andi.bench.execution.store import ResultStore
+    from andi.bench.protocols import FAIR
+    from andi.bench.report.verdict import compare_verdict
+
+    protocol = _with_seeds(
+        dataclasses.replace(FAIR, tasks=(args.task,), default_arms=COMPARE_ARMS),
+        args.tuning_seeds,
+        args.reporting_seeds,
+    )
+    protocol, arms = _fair_arms(protocol, args.optimizers)
+    tasks = check_tasks([args.task], protocol.tasks, args.size, args.data_root)
+    out = args.out or DEFAULT_RESULTS / f"compare-{file_safe(args.task)}"
+    (manifest,) = _run_sweep(args, protocol, tasks, args.size, arms, out)
+    report = None if args.no_report else str(out / "report.md")
+    print()
+    print(compare_verdict(manifest, ResultStore(out), report=report))
     return 0
 
 
@@ -395,7 +464,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="andi-bench: %(message)s")
-    handlers = {"quick": cmd_quick, "run": cmd_run, "report": cmd_report, "summary": cmd_summary, "list": cmd_list}
+    handlers = {
+        "quick": cmd_quick,
+        "run": cmd_run,
+        "compare": cmd_compare,
+        "report": cmd_report,
+        "summary": cmd_summary,
+        "list": cmd_list,
+    }
     try:
         with stop_signals_raise(), one_line_warnings():
             return handlers[args.command](args)

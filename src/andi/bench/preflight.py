@@ -25,6 +25,7 @@ __all__ = [
     "check_free_space",
     "check_names",
     "check_steps",
+    "check_tasks",
     "check_writable_dir",
     "min_steps",
 ]
@@ -46,6 +47,27 @@ def check_names(
             f"{option} {','.join(requested)}: unknown {what} {', '.join(map(repr, unknown))}; "
             f"available: {', '.join(available)}"
         )
+    return names
+
+
+def check_tasks(
+    requested: Sequence[str] | None, default: Sequence[str], size: str, data_root: str | os.PathLike[str] | None
+) -> list[str]:
+    """The requested tasks (``default`` when ``None``): the package's by name, a user's as ``path/to/file.py:Name``,
+    ``package.module:Name`` or an installed entry point. A user's task is loaded and its contract tried at ``size``
+    (:func:`andi.bench.tasks.check_task`) here, before any run; what is wrong is a one-line :class:`UsageError`."""
+    from andi.bench.tasks import TASKS, check_task, task_class
+
+    names = list(default) if requested is None else list(dict.fromkeys(requested))
+    if not names:
+        raise UsageError(f"--task: the list is empty; name at least one of {', '.join(TASKS)}")
+    for name in names:
+        if name in TASKS:
+            continue
+        try:
+            check_task(name, task_class(name), size, data_root)
+        except ValueError as e:
+            raise UsageError(f"--task: {e}") from None
     return names
 
 

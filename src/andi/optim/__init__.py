@@ -3,12 +3,20 @@
 from .andi import ANDI
 from .muon import Muon
 from .normuon import NorMuon
-from .registry import OPTIMIZERS, create_optimizer, list_optimizers, load_optimizer
+from .registry import (
+    OPTIMIZERS,
+    create_optimizer,
+    list_optimizers,
+    load_optimizer,
+    register_optimizer,
+    unregister_optimizer,
+)
 from .rmnp import RMNP
 from .routed import RoutedOptimizer, register_algorithm
 from .scion import Scion
 from .script_muon import ScriptMuon
 from .sinkgd import SinkGD
+from .user import OptimizerFactoryError
 
 __all__ = [
     "ANDI",
@@ -16,6 +24,7 @@ __all__ = [
     "RMNP",
     "Muon",
     "NorMuon",
+    "OptimizerFactoryError",
     "RoutedOptimizer",
     "Scion",
     "ScriptMuon",
@@ -24,4 +33,6 @@ __all__ = [
     "list_optimizers",
     "load_optimizer",
     "register_algorithm",
+    "register_optimizer",
+    "unregister_optimizer",
 ]

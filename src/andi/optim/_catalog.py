@@ -58,6 +58,9 @@ class OptimizerSpec:
     aux_defaults: Mapping[str, Any] = field(default_factory=dict, hash=False)
     #: Hybrid arms whose aux AdamW takes the main lr and weight decay (one lr for both parts, as D-Muon).
     aux_shares_main: bool = False
+    #: User entries (:mod:`andi.optim.user`): the file, module or entry point they came from and its SHA-256.
+    origin: str | None = None
+    origin_sha256: str | None = None
 
     @property
     def available(self) -> bool:

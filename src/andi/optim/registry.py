@@ -28,6 +28,14 @@ from ._catalog import OPTIMIZERS, OptimizerSpec
 from ._library import require
 from .routed import RoutedOptimizer
 from .scion import scion_role_groups
+from .user import (
+    BUILTIN_OPTIMIZERS,
+    is_optimizer_spec,
+    load_entry_points,
+    register_optimizer,
+    resolve_optimizer_spec,
+    unregister_optimizer,
+)
 
 __all__ = [
     "AUX_ADAMW_LR",
@@ -37,6 +45,9 @@ __all__ = [
     "list_optimizers",
     "load_optimizer",
     "markdown_table",
+    "optimizer_spec",
+    "register_optimizer",
+    "unregister_optimizer",
 ]
 
 #: Aux AdamW lr of hybrid arms when ``aux_lr`` is not given (KellerJordan/Muon ``muon.py`` ``adam_update`` default).
@@ -48,11 +59,29 @@ def _get(name: str) -> OptimizerSpec:
     try:
         return OPTIMIZERS[key]
     except (KeyError, TypeError):
-        raise ValueError(f"Unknown optimizer {name!r}; available: {list_optimizers()}") from None
+        pass
+    broken = load_entry_points()
+    if key in OPTIMIZERS:
+        return OPTIMIZERS[key]
+    if key in broken:
+        raise ValueError(broken[key])
+    if is_optimizer_spec(name):
+        return resolve_optimizer_spec(name)
+    raise ValueError(
+        f"Unknown optimizer {name!r}; available: {list_optimizers()}, or path/to/file.py:NAME for one of your own"
+    )
+
+
+def optimizer_spec(name: str) -> OptimizerSpec:
+    """The registry entry of ``name`` (case-insensitive; a user's ``path/to/file.py:NAME`` is loaded and registered
+    on first use); ``ValueError`` naming the available ones when it is unknown."""
+    return _get(name)
 
 
 def list_optimizers(available_only: bool = True) -> list[str]:
-    """Registered optimizer names, in table order; by default only those whose packages are installed."""
+    """Registered optimizer names, in table order (the package's own, then users' registrations and installed
+    packages' entry points, :mod:`andi.optim.user`); by default only those whose packages are installed."""
+    load_entry_points()
     return [n for n, s in OPTIMIZERS.items() if s.available or not available_only]
 
 
@@ -66,6 +95,8 @@ def _main_settings(spec: OptimizerSpec, lr: float, weight_decay: float, kw: Mapp
     if spec.weight_decay:
         return {**spec.defaults, **kw, "lr": lr, "weight_decay": weight_decay}
     if weight_decay != 0:
+        if spec.name not in BUILTIN_OPTIMIZERS:
+            raise ValueError(f"{spec.name!r}: its factory takes no weight_decay")
         raise ValueError(f"{spec.name!r} reproduces the paper's script, which has no weight decay")
     return {**spec.defaults, **kw, "lr": lr}
 
@@ -205,6 +236,7 @@ def markdown_table() -> str:
         "| optimizer | paper | source (library or ours) | state memory | default role split | default lr |",
         "|---|---|---|---|---|---|",
     ]
+    load_entry_points()
     for spec in OPTIMIZERS.values():
         lr = f"{spec.default_lr:g}" if spec.name != "scion" else "2^-6 (radius-scaled)"
         lines.append(

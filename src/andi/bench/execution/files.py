@@ -8,11 +8,29 @@ its file with mode 0600; :func:`atomic_write_text` gives it the mode ``open()`` 
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write_text", "quarantine_path"]
+__all__ = ["atomic_write_text", "file_safe", "quarantine_path"]
+
+_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def file_safe(name: str) -> str:
+    """``name`` as part of a file name: unchanged when it is letters, digits, ``_``, ``.`` and ``-`` only (every
+    built-in task and protocol), else those runs joined by ``_`` and 8 hex digits of its SHA-256, so two task specs
+    such as ``a/b.py:T`` and ``a_b.py:T`` never share a file.
+
+    >>> file_safe("gpt-w64"), file_safe("examples/my_task.py:TabularTask")
+    ('gpt-w64', 'examples_my_task.py_TabularTask-de62b25d')
+    """
+    if _SAFE.fullmatch(name):
+        return name
+    slug = "_".join(_SAFE.findall(name))[-60:]
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _umask() -> int:

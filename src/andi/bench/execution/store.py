@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from andi.bench.execution.files import atomic_write_text, quarantine_path
+from andi.bench.execution.files import atomic_write_text, file_safe, quarantine_path
 from andi.bench.protocols.plans import MANIFEST_SCHEMA
 
 if TYPE_CHECKING:
@@ -218,7 +218,7 @@ class ResultStore:
                     yield rec
 
     def manifest_path(self, protocol: str, task: str, size: str) -> Path:
-        return self.root / f"{_MANIFEST_PREFIX}{protocol}-{task}-{size}.json"
+        return self.root / f"{_MANIFEST_PREFIX}{protocol}-{file_safe(task)}-{size}.json"
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
         """Write ``manifest`` under its variant's name (:func:`manifest_path_for`)."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["CORE_ARMS", "FAMILY_ARMS", "LATER_ARM_FIELDS", "ArmSpec", "as_pairs", "lookup"]
+__all__ = ["CORE_ARMS", "FAMILY_ARMS", "LATER_ARM_FIELDS", "ArmSpec", "arm_for_optimizer", "as_pairs", "lookup"]
 
 #: Fields added to :class:`ArmSpec` after manifests existed, with the defaults at which they are left out of them.
 LATER_ARM_FIELDS: dict[str, Any] = {"schedule": None, "decay_rule": "all"}
@@ -191,3 +191,27 @@ FAMILY_ARMS: tuple[ArmSpec, ...] = (
         source=_SCION_SOURCE,
     ),
 )
+
+
+def arm_for_optimizer(name: str) -> ArmSpec:
+    """The fair-protocol arm of a registry optimizer that no protocol declares — a user's
+    (:func:`andi.register_optimizer`, an installed package's entry point, or ``path/to/file.py:NAME``): its grid is
+    centred on the entry's ``default_lr``, no fixed hyperparameters beyond its factory's own, and a hybrid entry
+    gets the tuned AdamW lr for its aux AdamW like every hybrid arm. The arm is called by the spec's ``NAME`` (the
+    registry name otherwise); its optimizer stays the full spec, which worker processes load again.
+
+    Raises ``ValueError`` for a name the registry does not know (the message says why).
+    """
+    from andi.optim.registry import optimizer_spec
+
+    spec = optimizer_spec(name)
+    arm_name = name.rpartition(":")[2] if ":" in name else spec.name
+    return ArmSpec(
+        arm_name,
+        name,
+        spec.default_lr,
+        label=spec.label,
+        roles="standard" if spec.kind == "hybrid" else "all",
+        hybrid=spec.kind == "hybrid",
+        source=spec.source + (f" ({spec.origin}, sha256 {spec.origin_sha256[:12]})" if spec.origin_sha256 else ""),
+    )

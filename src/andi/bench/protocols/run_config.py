@@ -26,7 +26,7 @@ ROLE_MODES = ("standard", "all")
 EVAL_SCHEDULES = ("standard", "v7")
 #: Fields added after records existed: left out of :meth:`RunConfig.to_dict` (and so of every key) at these values,
 #: so the configs and keys of every earlier run are unchanged.
-_LATER_FIELDS = {"decay_rule": "all", "eval_schedule": "standard", "task_source": None}
+_LATER_FIELDS = {"decay_rule": "all", "eval_schedule": "standard", "task_source": None, "optimizer_source": None}
 _DTYPES = ("float32", "float64", "bfloat16", "float16")
 
 
@@ -80,6 +80,8 @@ class RunConfig:
     #: SHA-256 of the source file of a task from outside the package (:mod:`andi.bench.tasks.external`), filled in
     #: when the config is made: part of the key, so runs of a changed task file are never mixed with old records.
     task_source: str | None = None
+    #: The same for an optimizer from outside the package (:mod:`andi.optim.user`): SHA-256 of its source file.
+    optimizer_source: str | None = None
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -89,6 +91,10 @@ class RunConfig:
             from andi.bench.tasks import external_task_source
 
             fix("task_source", external_task_source(self.task))
+        if self.optimizer_source is None:
+            from andi.optim.user import optimizer_origin
+
+            fix("optimizer_source", optimizer_origin(self.optimizer)[1])
 
         for name in ("lr", "warmup_frac", "decay_frac", "weight_decay"):
             value = getattr(self, name)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from andi.bench.execution.files import file_safe
 from andi.bench.report import stats
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def _grad_norm_figure(t: TaskResult, path: Path) -> Path | None:
 
 def fair_task_figures(t: TaskResult, fig_dir: Path, prefix: str, rel: Path) -> list[str]:
     """Write a fair-protocol task's figures under ``fig_dir``; their markdown, skipped ones left out."""
-    base = fig_dir / f"{prefix}-{t.task}"
+    base = fig_dir / f"{prefix}-{file_safe(t.task)}"
     return [
         *figure_lines(
             curves_figure(t, base.with_name(f"{base.name}-curves.png")),

@@ -128,6 +128,22 @@ def _shape_line(t: TaskResult) -> str:
     )
 
 
+def _source_lines(t: TaskResult) -> list[str]:
+    """Where a task or optimizer from outside the package came from, with the SHA-256 its records were made with
+    (:mod:`andi.bench.tasks.external`, :mod:`andi.optim.user`); nothing for the package's own."""
+    records = [r for a in t.arms for r in a.records]
+    task_sha = sorted({r["config"].get("task_source") for r in records} - {None})
+    lines = []
+    if task_sha:
+        lines.append(f"Task from outside the package: `{t.task}`, source SHA-256 {', '.join(task_sha)}.")
+    for a in t.arms:
+        shas = sorted({r["config"].get("optimizer_source") for r in a.records} - {None})
+        if shas:
+            where = f"{a.label} = `{a.optimizer}`"
+            lines.append(f"Optimizer from outside the package: {where}, source SHA-256 {', '.join(shas)}.")
+    return [*lines, ""] if lines else []
+
+
 def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, rel: Path) -> list[str]:
     from andi.bench.report.plots import Panel
 
@@ -150,7 +166,17 @@ def _fair_section(group: list[TaskResult], fig_dir: Path | None, prefix: str, re
     ]
     fig1 = []
     for t in group:
-        lines += [f"### {t.task}", "", _shape_line(t), "", *fair_table(t), "", *comparison_lines(t, ALPHA), ""]
+        lines += [
+            f"### {t.task}",
+            "",
+            _shape_line(t),
+            "",
+            *_source_lines(t),
+            *fair_table(t),
+            "",
+            *comparison_lines(t, ALPHA),
+            "",
+        ]
         if fig_dir is not None:
             lines += fair_task_figures(t, fig_dir, prefix, rel)
             if t.task in _FIG1_ORDER:

@@ -19,7 +19,7 @@ import os
 from typing import Any
 
 from . import external
-from .base import SIZES, SPLIT_MODES, SizeSpec, Task
+from .base import SIZES, SPLIT_MODES, Batch, MetricSums, SizeSpec, Task, classification_sums
 from .char_gpt import GPT_WIDTHS, CharGPTTask, CharGPTV7Task, char_gpt_width_task
 from .cifar_projection_mlp import CifarProjectionTask
 from .cifar_resnet9 import CifarTask
@@ -37,10 +37,13 @@ __all__ = [
     "SIZES",
     "SPLIT_MODES",
     "TASKS",
+    "Batch",
+    "MetricSums",
     "SizeSpec",
     "Task",
     "TaskContractError",
     "check_task",
+    "classification_sums",
     "external_task_source",
     "find_task_class",
     "get_task",

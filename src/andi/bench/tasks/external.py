@@ -22,6 +22,7 @@ import importlib.util
 import inspect
 import math
 import sys
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .base import Task
+from .base import SizeSpec, Task
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -139,38 +140,55 @@ def _batch_size(task: Task) -> int:
     return max(1, min(task.default_batch_size, 8))
 
 
+def _attempt(where: str, what: str, call: Any) -> Any:
+    """``call()``, with any exception of the user's code turned into one :class:`TaskContractError` line."""
+    try:
+        return call()
+    except TaskContractError:
+        raise
+    except Exception as e:
+        raise TaskContractError(f"{where}: {what} raised {type(e).__name__}: {e}") from e
+
+
 def check_task(spec: str, cls: type[Task], size: str, data_root: Any = None) -> None:
     """Try the :class:`Task` contract on ``cls`` at ``size`` before a sweep: raises :class:`TaskContractError`
     naming the task and the first thing that is wrong.
 
     Checked: the size exists; the class instantiates (no abstract method left); ``build_model(0)`` returns an
-    ``nn.Module`` with parameters; ``train_batches(0)`` yields a batch; ``loss`` is a finite scalar tensor with a
-    gradient; ``evaluate`` on every split returns a dict holding the primary metric, finite for the untrained model.
+    ``nn.Module`` with trainable parameters; ``train_batches(0)`` yields a batch; ``loss`` is a finite scalar tensor
+    with a gradient; ``evaluate`` on every split returns a dict holding the primary metric, finite for the
+    untrained model.
     """
     where = f"task {spec!r}"
-    if size not in getattr(cls, "sizes", {}):
-        known = ", ".join(getattr(cls, "sizes", {})) or "none"
-        raise TaskContractError(f"{where}: no size {size!r} (its sizes: {known})")
-    try:
-        task = cls(size, data_root)
-    except TypeError as e:
-        missing = sorted(getattr(cls, "__abstractmethods__", ()))
-        what = f"missing method(s) {', '.join(missing)}" if missing else str(e)
-        raise TaskContractError(f"{where}: cannot be created: {what}") from e
-    model = task.build_model(0)
+    sizes = getattr(cls, "sizes", None)
+    if not isinstance(sizes, Mapping) or size not in sizes:
+        known = ", ".join(sizes) if isinstance(sizes, Mapping) and sizes else "none"
+        raise TaskContractError(f"{where}: no size {size!r} (its sizes: {known}); set Task.sizes[{size!r}]")
+    if not isinstance(sizes[size], SizeSpec):
+        raise TaskContractError(f"{where}: sizes[{size!r}] must be a SizeSpec, got {type(sizes[size]).__name__}")
+    if not isinstance(getattr(cls, "name", None), str):
+        raise TaskContractError(f"{where}: set the class attribute name (a string naming the task in reports)")
+    missing = sorted(getattr(cls, "__abstractmethods__", ()))
+    if missing:
+        raise TaskContractError(f"{where}: missing method(s) {', '.join(missing)}")
+    task = _attempt(where, "creating it", lambda: cls(size, data_root))
+    model = _attempt(where, "build_model(0)", lambda: task.build_model(0))
     if not isinstance(model, nn.Module) or not any(p.requires_grad for p in model.parameters()):
-        raise TaskContractError(f"{where}: build_model must return an nn.Module with trainable parameters")
-    batch = next(iter(task.train_batches(0, batch_size=_batch_size(task))))
-    loss = task.loss(model, batch)
+        got = type(model).__name__
+        raise TaskContractError(f"{where}: build_model must return an nn.Module with trainable parameters, got {got}")
+    batch = _attempt(where, "train_batches(0)", lambda: next(iter(task.train_batches(0, batch_size=_batch_size(task)))))
+    loss = _attempt(where, "loss(model, batch)", lambda: task.loss(model, batch))
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-        shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-        raise TaskContractError(f"{where}: loss must be a scalar tensor, got {shape}")
-    if not torch.isfinite(loss).all() or not loss.requires_grad:
-        raise TaskContractError(f"{where}: loss of the untrained model must be finite and differentiable")
+        shape = f"a tensor of shape {tuple(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise TaskContractError(f"{where}: loss must return a scalar tensor, got {shape}")
+    if not bool(torch.isfinite(loss.detach()).all()):
+        raise TaskContractError(f"{where}: the loss of the untrained model is {loss.item()}, not finite")
+    if not loss.requires_grad:
+        raise TaskContractError(f"{where}: the loss has no gradient (computed under no_grad, or detached)")
     for split in task.splits:
-        metrics = task.evaluate(model, split)
-        value = metrics.get(cls.primary_metric) if isinstance(metrics, dict) else None
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        metrics = _attempt(where, f"evaluate(model, {split!r})", lambda split=split: task.evaluate(model, split))
+        value = metrics.get(cls.primary_metric) if isinstance(metrics, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise TaskContractError(
                 f"{where}: evaluate(model, {split!r}) must return a dict with a finite {cls.primary_metric!r} "
                 f"(the primary metric) for the untrained model, got {metrics!r}"
