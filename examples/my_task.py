@@ -50,6 +50,7 @@ class TabularTask(Task):
     name = "tabular-mlp"
     primary_metric = "accuracy"
     higher_is_better = True
+    divergence_penalty = 1.0 / CLASSES  # a diverged run counts as chance accuracy
     sizes: ClassVar[Mapping[str, SizeSpec]] = {
         "full": SizeSpec(steps=3000, batch_size=256, eval_every=100),
         "cpu": SizeSpec(steps=300, batch_size=128, eval_every=50, subset={"train": 20_000}),

@@ -64,6 +64,7 @@ from andi.bench.preflight import (
     check_execution,
     check_free_space,
     check_names,
+    check_optimizer,
     check_steps,
     check_tasks,
     check_writable_dir,
@@ -250,7 +251,8 @@ def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> tuple[Fai
     for r in dict.fromkeys(outside):
         try:
             arm = arm_for_optimizer(r)
-        except (ValueError, TypeError, ImportError) as e:
+            check_optimizer(arm.optimizer)
+        except (ValueError, TypeError, ImportError, RuntimeError) as e:
             raise UsageError(f"--optimizers: {e}") from None
         if arm.name in names or arm.name in (a.name for a in added):
             raise UsageError(f"--optimizers {r}: its arm name {arm.name!r} is taken; register it under another name")
@@ -424,15 +426,33 @@ def _available_optimizers() -> list[str]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from andi.bench.tasks import TASKS
+    from andi.bench.tasks import TASKS, external
+    from andi.optim.registry import optimizer_spec
+    from andi.optim.user import BUILTIN_OPTIMIZERS, load_entry_points
+
+    def task_line(name: str, cls: type, origin: str = "") -> str:
+        sizes = ", ".join(f"{s}: {spec.steps} steps" for s, spec in cls.sizes.items())
+        better = "higher" if cls.higher_is_better else "lower"
+        return f"  {name:<24} metric {cls.primary_metric} ({better} is better); {sizes}{origin}"
 
     print("tasks:")
     for name, cls in TASKS.items():
-        sizes = ", ".join(f"{s}: {spec.steps} steps" for s, spec in cls.sizes.items())
-        better = "higher" if cls.higher_is_better else "lower"
-        print(f"  {name:<24} metric {cls.primary_metric} ({better} is better); {sizes}")
+        print(task_line(name, cls))
+    for name, point in external.entry_point_tasks().items():
+        where = f"; from {point.value} (entry point of {point.dist.name if point.dist else '?'})"
+        try:
+            print(task_line(name, external.load(name), where))
+        except ValueError as e:
+            print(f"  {name:<24} cannot be loaded: {e}")
+    print("  (a task of your own: --task path/to/file.py:Name or package.module:Name)")
     print("optimizers:")
-    print("  " + ", ".join(_available_optimizers()))
+    print("  " + ", ".join(n for n in _available_optimizers() if n in BUILTIN_OPTIMIZERS))
+    for name in (n for n in _available_optimizers() if n not in BUILTIN_OPTIMIZERS):
+        spec = optimizer_spec(name)
+        print(f"  {name:<24} {spec.label}, default lr {spec.default_lr:g}, from {spec.origin or spec.source}")
+    for name, why in load_entry_points().items():
+        print(f"  {name:<24} cannot be loaded: {why}")
+    print("  (an optimizer of your own: --optimizers path/to/file.py:NAME, or andi.register_optimizer)")
     print("protocols:")
     for name, p in PROTOCOLS.items():
         if isinstance(p, ReplayProtocol):

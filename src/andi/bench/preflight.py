@@ -24,6 +24,7 @@ __all__ = [
     "check_execution",
     "check_free_space",
     "check_names",
+    "check_optimizer",
     "check_steps",
     "check_tasks",
     "check_writable_dir",
@@ -48,6 +49,19 @@ def check_names(
             f"available: {', '.join(available)}"
         )
     return names
+
+
+def check_optimizer(name: str) -> None:
+    """Build the registry optimizer ``name`` once on a two-layer model, so a user's factory that raises or returns
+    something other than a ``torch.optim.Optimizer`` fails here, with its one-line reason, before any run."""
+    import torch
+    from torch import nn
+
+    import andi
+
+    with torch.random.fork_rng(devices=[]):
+        model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    andi.create_optimizer(name, model, aux_lr=1e-3)
 
 
 def check_tasks(

@@ -37,6 +37,7 @@ __all__ = [
     "packed_runs",
     "run_shape",
     "task_flag",
+    "task_penalty",
     "width_tasks",
 ]
 
@@ -261,6 +262,15 @@ def task_flag(task: str, flag: str) -> bool:
     return bool(getattr(cls, flag, False)) if cls is not None else False
 
 
+def task_penalty(task: str) -> float | None:
+    """The :attr:`~andi.bench.tasks.base.Task.divergence_penalty` a task declares itself (a user's task; the
+    package's are declared in the claims file), ``None`` where it declares none or is not found here."""
+    from andi.bench.tasks import find_task_class
+
+    value = getattr(find_task_class(task), "divergence_penalty", None)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
 def compare_arms(t: TaskResult, arm: str, baseline: str) -> Comparison | None:
     """``arm`` against ``baseline`` on task ``t``, two-sided (as every comparison of the report; Holm's correction
     is the caller's); ``None`` when either has fewer than two counted results or is not in the task."""
@@ -346,6 +356,8 @@ def analyze_fair(manifest: Mapping[str, Any], records: _Records | ResultStore) -
     """Per-arm results, target, time-to-target and comparisons of one fair-protocol task."""
     recs = records if isinstance(records, _Records) else _Records(records)
     penalty = load_claims().penalty(manifest["task"])
+    if penalty is None:
+        penalty = task_penalty(manifest["task"])
     arms = [_arm_result(e, recs.many(e["reporting"]), final_value, penalty) for e in manifest["arms"]]
     any_rec = next((r for a in arms for r in a.records), None)
     metric = any_rec["final"]["metric"] if any_rec else "metric"

@@ -97,6 +97,10 @@ class Task(abc.ABC):
     toy: ClassVar[bool] = False
     #: Every seed gives the same run (no random init or data): tests between arms are meaningless, reports say n/a.
     deterministic: ClassVar[bool] = False
+    #: The metric a diverged or failed reporting run counts as in the mean and the tests (e.g. the untrained
+    #: model's, or chance accuracy); ``None``: such runs are left out and only counted. The package's tasks declare
+    #: theirs in the claims file (:mod:`andi.bench.paper_claims`), which wins over this.
+    divergence_penalty: ClassVar[float | None] = None
 
     def __init__(self, size: str = "cpu", data_root: DataRoot = None, *, split_mode: str = "fair") -> None:
         if size not in SIZES:
