@@ -34,7 +34,7 @@ _COMPARE = [sys.executable, "-m", "andi.bench", "compare"]
 
 
 def _records(out: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in out.glob("*.json") if not p.name.startswith(("manifest-", "results"))]
+    return [json.loads(p.read_text()) for p in out.glob("*.json") if len(p.stem) == 64]
 
 
 def _env() -> dict[str, str]:
@@ -338,3 +338,13 @@ def test_an_installed_package_registers_a_task_and_an_optimizer(tmp_path: Path) 
     assert {r["config"]["optimizer"] for r in records} == {"andi", "adamw", "plugin-sgd"}
     assert all(r["config"].get("optimizer_source") for r in records if r["config"]["optimizer"] == "plugin-sgd")
     assert all(len(r["config"]["task_source"]) == 64 for r in records)
+
+
+def test_a_hugging_face_model_wrapped_as_a_task_runs_through_compare(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("transformers")
+    spec, out = f"{ROOT / 'examples' / 'hf_task.py'}:TinyGPT2Task", tmp_path / "out"
+    args = ["compare", spec, *FAST, "--optimizers", "andi,adamw", "--out", str(out), "--no-report"]
+    assert cli.main(args) == 0
+    assert "Verdict on tiny-gpt2" in capsys.readouterr().out
+    finals = [r["final"]["value"] for r in _records(out) if r["config"]["eval_split"] == "test"]
+    assert len(finals) == 6 and all(0 < v < 5 for v in finals)
