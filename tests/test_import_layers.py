@@ -1,4 +1,5 @@
-"""Imports flow one way: bench → optim/routing → functional, distributed → functional; the math imports nothing above.
+"""Imports flow one way: bench → optim/routing → functional, distributed → functional, and ``andi.plugins`` (loading
+user code by spec) below optim and bench; the math imports nothing above.
 Inside the benchmark: CLI → report → execution → protocols → tasks → base (util, errors), and the step benchmark
 beside them on the base alone. No module imports itself back through any chain (no import cycle).
 
@@ -24,10 +25,11 @@ ALLOWED: dict[str, set[str]] = {
     "functional": set(),
     "distributed": {"functional"},
     "routing": set(),
-    "optim": {"functional", "routing"},
-    "top": {"functional", "optim", "routing", "distributed", *(f"bench.{b}" for b in ("cli",))},
+    "plugins": set(),
+    "optim": {"functional", "routing", "plugins"},
+    "top": {"functional", "optim", "routing", "distributed", "plugins", *(f"bench.{b}" for b in ("cli",))},
 }
-_LIBRARY = {"functional", "optim", "routing", "distributed", "top"}
+_LIBRARY = {"functional", "optim", "routing", "distributed", "plugins", "top"}
 #: The benchmark's subpackages, top to bottom; each may import the library and the layers listed.
 ALLOWED.update(
     {
@@ -211,9 +213,10 @@ print(",".join(loaded))
         ("andi.functional.dtensor", {"functional"}),
         ("andi.distributed", {"distributed", "functional"}),
         ("andi.routing", {"routing"}),
-        ("andi.optim", {"optim", "functional", "routing"}),
-        ("andi.bench.tasks", {"bench", "functional", "optim", "routing"}),
-        ("andi.bench.protocols", {"bench", "functional", "optim", "routing"}),
+        ("andi.plugins", {"plugins"}),
+        ("andi.optim", {"optim", "functional", "routing", "plugins"}),
+        ("andi.bench.tasks", {"bench", "functional", "optim", "routing", "plugins"}),
+        ("andi.bench.protocols", {"bench", "functional", "optim", "routing", "plugins"}),
     ],
 )
 def test_each_layer_imports_alone(module: str, may_load: set[str]) -> None:

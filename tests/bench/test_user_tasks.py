@@ -33,6 +33,17 @@ FAST = ["--size", "smoke", "--executor", "serial", "--threads", "1", "--reportin
 _COMPARE = [sys.executable, "-m", "andi.bench", "compare"]
 
 
+@pytest.fixture(autouse=True)
+def _registry_as_it_was() -> Iterator[None]:
+    """Optimizers a test registers (by spec on the command line, too) leave the registry with the test."""
+    from andi.optim import OPTIMIZERS
+
+    before = set(OPTIMIZERS)
+    yield
+    for name in set(OPTIMIZERS) - before:
+        andi.unregister_optimizer(name)
+
+
 def _records(out: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in out.glob("*.json") if len(p.stem) == 64]
 
@@ -262,11 +273,17 @@ def test_a_factory_that_raises_or_returns_no_optimizer_gets_a_clear_error(tmp_pa
         andi.unregister_optimizer("test-raises")
         andi.unregister_optimizer("test-not-opt")
     opt_file = tmp_path / "opts.py"
-    opt_file.write_text("NOT_OPT = {'factory': lambda p, lr: 'nope', 'default_lr': 0.1}\nBAD = {'factory': 1}\n")
+    opt_file.write_text(
+        "NOT_OPT = {'factory': lambda p, lr: 'nope', 'default_lr': 0.1}\n"
+        "HYBRID_NOT_OPT = {**NOT_OPT, 'roles': 'hybrid'}\n"
+        "BAD = {'factory': 1}\n"
+    )
     out = tmp_path / "out"
-    assert cli.main(["compare", f"{EXAMPLE}:TabularTask", *FAST, "--optimizers", f"andi,{opt_file}:NOT_OPT"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "returned str, not a torch.optim.Optimizer" in err
+    for name in ("NOT_OPT", "HYBRID_NOT_OPT"):
+        args = ["compare", f"{EXAMPLE}:TabularTask", *FAST, "--optimizers", f"andi,{opt_file}:{name}"]
+        assert cli.main([*args, "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and "returned str, not a torch.optim.Optimizer" in err
     assert (
         cli.main(["compare", f"{EXAMPLE}:TabularTask", *FAST, "--optimizers", f"{opt_file}:BAD", "--out", str(out)])
         == 2
@@ -338,6 +355,10 @@ def test_an_installed_package_registers_a_task_and_an_optimizer(tmp_path: Path) 
     assert {r["config"]["optimizer"] for r in records} == {"andi", "adamw", "plugin-sgd"}
     assert all(r["config"].get("optimizer_source") for r in records if r["config"]["optimizer"] == "plugin-sgd")
     assert all(len(r["config"]["task_source"]) == 64 for r in records)
+    source = records[0]["task_info"]["source"]
+    assert source["spec"] == "plugin-tabular" and source["file"].endswith("andi_user_plugin/tasks.py")
+    sgd = next(r for r in records if r["config"]["optimizer"] == "plugin-sgd")
+    assert sgd["optimizer_info"]["source"]["origin"].startswith("andi_user_plugin.opt:PLUGIN_SGD (entry point of ")
 
 
 def test_a_hugging_face_model_wrapped_as_a_task_runs_through_compare(tmp_path: Path, capsys) -> None:

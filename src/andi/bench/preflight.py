@@ -52,15 +52,16 @@ def check_names(
 
 
 def check_optimizer(name: str) -> None:
-    """Build the registry optimizer ``name`` once on a two-layer model, so a user's factory that raises or returns
-    something other than a ``torch.optim.Optimizer`` fails here, with its one-line reason, before any run."""
+    """Build the registry optimizer ``name`` once on a small MLP (hidden matrices, a head and vectors), so a user's
+    factory that raises or returns something other than a ``torch.optim.Optimizer`` fails here, with its one-line
+    reason, before any run."""
     import torch
     from torch import nn
 
     import andi
 
     with torch.random.fork_rng(devices=[]):
-        model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+        model = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     andi.create_optimizer(name, model, aux_lr=1e-3)
 
 

@@ -30,19 +30,15 @@ a :func:`register_optimizer` call made in the driving script: use those with ``-
 from __future__ import annotations
 
 import functools
-import hashlib
-import importlib
-import importlib.metadata
-import importlib.util
 import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from torch.optim import Optimizer
 
+from ..plugins import entry_points, is_spec, load_spec, module_sha256
 from ._catalog import OPTIMIZERS, OptimizerSpec
 
 __all__ = [
@@ -206,13 +202,6 @@ def _from_registration(name: str, registration: Any, origin: str, sha: str | Non
     return register_optimizer(name, overwrite=True, origin=origin, origin_sha256=sha, **registration)
 
 
-def _sha256_of(path: str | None) -> str | None:
-    try:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
-    except OSError:
-        return None
-
-
 _entry_point_errors: dict[str, str] = {}
 
 
@@ -220,12 +209,11 @@ _entry_point_errors: dict[str, str] = {}
 def load_entry_points() -> dict[str, str]:
     """Register every optimizer that installed packages declare under :data:`ENTRY_POINT_GROUP` (once per process);
     returns the names that failed to load, with why (their lookups raise that reason)."""
-    for point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for point in entry_points(ENTRY_POINT_GROUP).values():
         origin = f"{point.value} (entry point of {point.dist.name if point.dist else '?'})"
         try:
             registration = point.load()
-            module = sys.modules.get(point.module)
-            _from_registration(point.name, registration, origin, _sha256_of(getattr(module, "__file__", None)))
+            _from_registration(point.name, registration, origin, module_sha256(sys.modules.get(point.module)))
         except Exception as e:  # one broken plugin must not take the registry down
             _entry_point_errors[point.name.lower()] = f"optimizer {point.name!r} ({origin}): {type(e).__name__}: {e}"
     return dict(_entry_point_errors)
@@ -233,31 +221,7 @@ def load_entry_points() -> dict[str, str]:
 
 def is_optimizer_spec(name: str) -> bool:
     """Whether ``name`` names a one-off optimizer by ``path/to/file.py:NAME`` or ``package.module:NAME``."""
-    return isinstance(name, str) and ":" in name
-
-
-@functools.cache
-def _module_of(where: str) -> Any:
-    if where.endswith(".py") or "/" in where or "\\" in where:
-        path = Path(where).resolve()
-        if not path.is_file():
-            raise ValueError(f"optimizer file {where}: no such file")
-        module_name = f"andi_user_optimizer_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-        loader_spec = importlib.util.spec_from_file_location(module_name, path)
-        if loader_spec is None or loader_spec.loader is None:
-            raise ValueError(f"optimizer file {where}: not a Python file")
-        module = importlib.util.module_from_spec(loader_spec)
-        sys.modules[module_name] = module  # pickling looks the factory's module up by name
-        try:
-            loader_spec.loader.exec_module(module)
-        except Exception as e:
-            del sys.modules[module_name]
-            raise ValueError(f"optimizer file {where}: importing it raised {type(e).__name__}: {e}") from e
-        return module
-    try:
-        return importlib.import_module(where)
-    except ImportError as e:
-        raise ValueError(f"optimizer module {where}: cannot import it ({e})") from e
+    return is_spec(name)
 
 
 def resolve_optimizer_spec(spec: str) -> OptimizerSpec:
@@ -265,16 +229,11 @@ def resolve_optimizer_spec(spec: str) -> OptimizerSpec:
     key = spec.lower()
     if key in OPTIMIZERS:
         return OPTIMIZERS[key]
-    where, _, attr = spec.rpartition(":")
-    if not where or not attr.isidentifier():
-        raise ValueError(f"optimizer {spec!r}: expected path/to/file.py:NAME or package.module:NAME")
-    module = _module_of(where)
-    if not hasattr(module, attr):
-        raise ValueError(f"optimizer {spec!r}: {where} defines no {attr!r}")
-    registration = getattr(module, attr)
+    registration, module = load_spec(spec, "optimizer")
+    attr = spec.rpartition(":")[2]
     if isinstance(registration, Mapping) and "label" not in registration:
         registration = {**registration, "label": attr}
-    return _from_registration(spec, registration, where, _sha256_of(getattr(module, "__file__", None)))
+    return _from_registration(spec, registration, spec.rpartition(":")[0], module_sha256(module))
 
 
 def optimizer_origin(name: str) -> tuple[str | None, str | None]:

@@ -39,6 +39,7 @@ and none added at the end), and the run's final metrics are the means of the las
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import random
@@ -59,6 +60,7 @@ from andi.bench.protocols.run_config import EVAL_SPLITS, ROLE_MODES, RunConfig
 from andi.bench.protocols.schedules import lr_scheduler
 from andi.bench.tasks import Task, get_task
 from andi.bench.util import device_info, progress_bar, sync, versions
+from andi.optim.user import optimizer_origin
 
 __all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "global_grad_norm", "run"]
 
@@ -144,6 +146,13 @@ def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[to
         **dict(config.optimizer_kwargs),
     )
     return optimizer, roles
+
+
+def _source_file(cls: type) -> str | None:
+    try:
+        return inspect.getsourcefile(cls)
+    except TypeError:
+        return None
 
 
 # -------------------------------------------------------------------------------------------------- run
@@ -321,6 +330,17 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
         peak, peak_kind = _peak_rss_bytes(), "rss"
     ok = history.status == "ok"
     evaluated = ok and prepared.evaluating
+    task_info = task.describe()
+    optimizer_info = {
+        "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+        "param_groups": len(optimizer.param_groups),
+        "roles": prepared.roles,
+    }
+    if config.task_source is not None:  # a task from outside the package: where it came from
+        task_info["source"] = {"spec": config.task, "file": _source_file(type(task)), "sha256": config.task_source}
+    if config.optimizer_source is not None:
+        origin = optimizer_origin(config.optimizer)[0]
+        optimizer_info["source"] = {"spec": config.optimizer, "origin": origin, "sha256": config.optimizer_source}
     return {
         "schema": SCHEMA_VERSION,
         "key": config.key(),
@@ -329,7 +349,7 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
         "diverged_at": history.diverged_at,
         "versions": versions(),
         "device": device_info(device),
-        "task_info": task.describe(),
+        "task_info": task_info,
         "resolved": {
             "steps": prepared.steps,
             "batch_size": prepared.batch_size,
@@ -337,11 +357,7 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
             "split_mode": prepared.split_mode,
             "param_count": sum(p.numel() for p in model.parameters()),
         },
-        "optimizer_info": {
-            "class": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
-            "param_groups": len(optimizer.param_groups),
-            "roles": prepared.roles,
-        },
+        "optimizer_info": optimizer_info,
         "train": {
             "steps": history.train_steps,
             "loss": history.train_loss,

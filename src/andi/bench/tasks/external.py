@@ -15,20 +15,17 @@ Example (``examples/my_task.py`` in the source tree)::
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import importlib.metadata
-import importlib.util
 import inspect
 import math
-import sys
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from andi.plugins import SpecError, entry_points, file_sha256, is_spec, load_spec
 
 from .base import SizeSpec, Task
 
@@ -48,46 +45,6 @@ ENTRY_POINT_GROUP = "andi.bench.tasks"
 
 class TaskContractError(ValueError):
     """A task from outside cannot be loaded or breaks the :class:`Task` contract; the message is one line."""
-
-
-def is_spec(name: str) -> bool:
-    """Whether ``name`` names a task from outside by ``file.py:Name`` or ``module:Name``."""
-    return ":" in name
-
-
-def _split(spec: str) -> tuple[str, str]:
-    where, _, attr = spec.rpartition(":")
-    if not where or not attr.isidentifier():
-        raise TaskContractError(f"task {spec!r}: expected path/to/file.py:Name or package.module:Name")
-    return where, attr
-
-
-def _is_file(where: str) -> bool:
-    return where.endswith(".py") or "/" in where or "\\" in where
-
-
-@cache
-def _module(where: str) -> Any:
-    if _is_file(where):
-        path = Path(where).resolve()
-        if not path.is_file():
-            raise TaskContractError(f"task file {where}: no such file")
-        name = f"andi_bench_user_task_{hashlib.sha256(str(path).encode()).hexdigest()[:12]}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise TaskContractError(f"task file {where}: not a Python file")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses and pickling look the module up by name
-        try:
-            spec.loader.exec_module(module)
-        except Exception as e:
-            del sys.modules[name]
-            raise TaskContractError(f"task file {where}: importing it raised {type(e).__name__}: {e}") from e
-        return module
-    try:
-        return importlib.import_module(where)
-    except ImportError as e:
-        raise TaskContractError(f"task module {where}: cannot import it ({e})") from e
 
 
 def _as_task_class(obj: Any, spec: str) -> type[Task]:
@@ -114,26 +71,30 @@ def load(spec: str) -> type[Task]:
         points = entry_point_tasks()
         if spec not in points:
             raise TaskContractError(f"unknown task {spec!r}")
-        return _as_task_class(points[spec].load(), spec)
-    where, attr = _split(spec)
-    module = _module(where)
-    if not hasattr(module, attr):
-        raise TaskContractError(f"task {spec!r}: {where} defines no {attr!r}")
-    return _as_task_class(getattr(module, attr), spec)
+        try:
+            obj = points[spec].load()
+        except Exception as e:  # the plugin's own import
+            what = f"task {spec!r} ({points[spec].value})"
+            raise TaskContractError(f"{what}: loading it raised {type(e).__name__}: {e}") from e
+        return _as_task_class(obj, spec)
+    try:
+        obj, _ = load_spec(spec, "task")
+    except SpecError as e:
+        raise TaskContractError(str(e)) from e
+    return _as_task_class(obj, spec)
 
 
 def entry_point_tasks() -> dict[str, importlib.metadata.EntryPoint]:
     """Tasks that installed packages register under :data:`ENTRY_POINT_GROUP`, by name."""
-    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    return entry_points(ENTRY_POINT_GROUP)
 
 
 def source_sha256(cls: type[Task]) -> str | None:
     """SHA-256 of the source file that defines ``cls`` (``None`` when it has none, e.g. defined interactively)."""
     try:
-        path = inspect.getsourcefile(cls)
+        return file_sha256(inspect.getsourcefile(cls))
     except TypeError:
         return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else None
 
 
 def _batch_size(task: Task) -> int:
