@@ -369,3 +369,12 @@ def test_a_hugging_face_model_wrapped_as_a_task_runs_through_compare(tmp_path: P
     assert "Verdict on tiny-gpt2" in capsys.readouterr().out
     finals = [r["final"]["value"] for r in _records(out) if r["config"]["eval_split"] == "test"]
     assert len(finals) == 6 and all(0 < v < 5 for v in finals)
+
+
+@pytest.mark.parametrize("module", ["andi.optim.user", "andi.plugins", "andi.bench.execution.files"])
+def test_the_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
