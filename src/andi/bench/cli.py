@@ -266,8 +266,8 @@ def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> tuple[Fai
     return protocol, arms
 
 
-def _protocol_for_run(args: argparse.Namespace) -> tuple[FairProtocol | ReplayProtocol, list[str] | None]:
-    """``--protocol`` with the seeds and arms the command line asks for (arms ``None``: the replay's fixed ones)."""
+def _protocol_for_run(args: argparse.Namespace) -> FairProtocol | ReplayProtocol:
+    """``--protocol`` with the seeds the command line asks for (the replay's are fixed, as are its arms)."""
     protocol = get_protocol(args.protocol)
     if isinstance(protocol, ReplayProtocol):
         if args.optimizers is not None:
@@ -280,8 +280,8 @@ def _protocol_for_run(args: argparse.Namespace) -> tuple[FairProtocol | ReplayPr
                 f"--tuning-seeds/--reporting-seeds: the replay protocol's seeds are fixed {protocol.seeds}; "
                 "drop them or use --protocol fair"
             )
-        return protocol, None
-    return _with_seeds(protocol, args.tuning_seeds, args.reporting_seeds), None
+        return protocol
+    return _with_seeds(protocol, args.tuning_seeds, args.reporting_seeds)
 
 
 def _with_seeds(protocol: FairProtocol, tuning: list[int] | None, reporting: list[int] | None) -> FairProtocol:
@@ -335,7 +335,8 @@ def _run_sweep(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    protocol, arms = _protocol_for_run(args)
+    protocol = _protocol_for_run(args)
+    arms: list[str] | None = None
     if isinstance(protocol, FairProtocol):
         protocol, arms = _fair_arms(protocol, args.optimizers)
     size = args.size or DEFAULT_SIZES.get(protocol.name, "cpu")
