@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated arms of the protocol, or 'all' (default: the protocol's default arms; fair: "
         "andi,adamw,muon; study, study-saddle-full, width: all theirs); adamw is always added since it sets "
-        "the target and the aux lr",
+        "the target and the aux lr; fair protocols also take an optimizer of your own as path/to/file.py:NAME",
     )
     r.add_argument(
         "--size",
@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--optimizers",
         type=_csv,
         default=None,
-        help=f"comma-separated arms of the fair protocol (default: {','.join(COMPARE_ARMS)})",
+        help=f"comma-separated arms of the fair protocol (default: {','.join(COMPARE_ARMS)}); an optimizer of your "
+        "own as path/to/file.py:NAME or by its registered name; adamw is always added",
     )
     c.add_argument("--size", choices=("full", "cpu", "smoke"), default="cpu", help="task size (default: cpu)")
     c.add_argument("--steps", type=int, default=None, help="override the step count of every run")
