@@ -224,6 +224,14 @@ def test_a_user_optimizer_joins_create_optimizer_the_table_and_the_arms(user_sgd
     assert (arm.name, arm.optimizer, arm.base_lr, arm.hybrid) == (user_sgd, user_sgd, 0.05, False)
 
 
+def test_an_optimizer_class_is_a_factory() -> None:
+    andi.register_optimizer("test-sgd-class", torch.optim.SGD, default_lr=0.1)
+    opt = andi.create_optimizer("test-sgd-class", nn.Linear(3, 2), momentum=0.9)
+    assert type(opt) is torch.optim.SGD and opt.defaults["momentum"] == 0.9
+    with pytest.raises(OptimizerFactoryError, match="unexpected keyword argument 'nope'"):
+        andi.create_optimizer("test-sgd-class", nn.Linear(3, 2), nope=1)
+
+
 def test_a_hybrid_user_optimizer_gets_the_matrices_and_adamw_the_rest() -> None:
     andi.register_optimizer("test-user-hybrid", _sgd, default_lr=0.01, roles="hybrid")
     try:

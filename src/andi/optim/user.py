@@ -80,7 +80,7 @@ def _checked(name: str, factory: Callable[..., Any]) -> Callable[..., Optimizer]
     """``factory`` with its failures and wrong return types turned into one clear :class:`OptimizerFactoryError`."""
     what = getattr(factory, "__qualname__", type(factory).__name__)
 
-    @functools.wraps(factory)
+    @functools.wraps(factory, updated=())
     def build(params: Any, *args: Any, **kwargs: Any) -> Optimizer:
         try:
             made = factory(params, *args, **kwargs)
