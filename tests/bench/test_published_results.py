@@ -14,7 +14,7 @@ from andi.bench import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "docs" / "results"
-PUBLISHED = ("study", "study-v2", "study-saddle-full", "width", "replay", "replay-v7", "gpt-paper-size")
+PUBLISHED = ("study", "study-v2", "study-saddle-full", "width", "width-v2", "replay", "replay-v7", "gpt-paper-size")
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")
