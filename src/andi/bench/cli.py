@@ -235,7 +235,8 @@ def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> tuple[Fai
     one), and a user's optimizer (:mod:`andi.optim.user`: ``path/to/file.py:NAME``, ``module:NAME``, a registered
     or entry-point name) added as an arm centred on its ``default_lr``."""
     from andi.bench.protocols.arms import arm_for_optimizer
-    from andi.optim.user import BUILTIN_OPTIMIZERS, is_optimizer_spec
+    from andi.optim.user import BUILTIN_OPTIMIZERS
+    from andi.plugins import is_spec
 
     if requested == ["all"]:
         available = set(_available_optimizers())
@@ -246,7 +247,7 @@ def _fair_arms(protocol: FairProtocol, requested: list[str] | None) -> tuple[Fai
     # Without --optimizers: the protocol's default arms (fair: the core arms); the others by name or with 'all'.
     names = [a.name for a in protocol.arms]
     users = {n for n in _available_optimizers() if n not in BUILTIN_OPTIMIZERS}
-    outside = [r for r in requested or () if r not in names and (is_optimizer_spec(r) or r.lower() in users)]
+    outside = [r for r in requested or () if r not in names and (is_spec(r) or r.lower() in users)]
     added = []
     for r in dict.fromkeys(outside):
         try:
@@ -447,8 +448,9 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"  {name:<24} cannot be loaded: {e}")
     print("  (a task of your own: --task path/to/file.py:Name or package.module:Name)")
     print("optimizers:")
-    print("  " + ", ".join(n for n in _available_optimizers() if n in BUILTIN_OPTIMIZERS))
-    for name in (n for n in _available_optimizers() if n not in BUILTIN_OPTIMIZERS):
+    optimizers = _available_optimizers()
+    print("  " + ", ".join(n for n in optimizers if n in BUILTIN_OPTIMIZERS))
+    for name in (n for n in optimizers if n not in BUILTIN_OPTIMIZERS):
         spec = optimizer_spec(name)
         print(f"  {name:<24} {spec.label}, default lr {spec.default_lr:g}, from {spec.origin or spec.source}")
     for name, why in load_entry_points().items():

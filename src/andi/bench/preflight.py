@@ -71,7 +71,7 @@ def check_tasks(
     """The requested tasks (``default`` when ``None``): the package's by name, a user's as ``path/to/file.py:Name``,
     ``package.module:Name`` or an installed entry point. A user's task is loaded and its contract tried at ``size``
     (:func:`andi.bench.tasks.check_task`) here, before any run; what is wrong is a one-line :class:`UsageError`."""
-    from andi.bench.tasks import TASKS, check_task, external, task_class
+    from andi.bench.tasks import TASKS, TaskContractError, check_task, task_class
 
     names = list(default) if requested is None else list(dict.fromkeys(requested))
     if not names:
@@ -79,15 +79,12 @@ def check_tasks(
     for name in names:
         if name in TASKS:
             continue
-        if not external.is_spec(name) and name not in external.entry_point_tasks():
-            raise UsageError(
-                f"--task {','.join(requested or names)}: unknown task {name!r}; available: {', '.join(TASKS)}, or "
-                "path/to/file.py:Name for a task of your own"
-            )
         try:
             check_task(name, task_class(name), size, data_root)
-        except ValueError as e:
+        except TaskContractError as e:  # a task of the user's that cannot be loaded or breaks the contract
             raise UsageError(f"--task: {e}") from None
+        except ValueError as e:  # a name that is neither the package's nor a spec nor an entry point
+            raise UsageError(f"--task {','.join(requested or names)}: {e}") from None
     return names
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
+from ..plugins import is_spec
 from ..routing import DECAY_RULES, decayed_parameters, param_groups, param_roles, weight_decay_groups
 from ._catalog import OPTIMIZERS, OptimizerSpec
 from ._library import require
@@ -30,7 +31,6 @@ from .routed import RoutedOptimizer
 from .scion import scion_role_groups
 from .user import (
     BUILTIN_OPTIMIZERS,
-    is_optimizer_spec,
     load_entry_points,
     register_optimizer,
     resolve_optimizer_spec,
@@ -45,6 +45,7 @@ __all__ = [
     "list_optimizers",
     "load_optimizer",
     "markdown_table",
+    "optimizer_origin",
     "optimizer_spec",
     "register_optimizer",
     "unregister_optimizer",
@@ -65,7 +66,7 @@ def _get(name: str) -> OptimizerSpec:
         return OPTIMIZERS[key]
     if key in broken:
         raise ValueError(broken[key])
-    if is_optimizer_spec(name):
+    if is_spec(name):
         return resolve_optimizer_spec(name)
     raise ValueError(
         f"Unknown optimizer {name!r}; available: {list_optimizers()}, or path/to/file.py:NAME for one of your own"
@@ -76,6 +77,19 @@ def optimizer_spec(name: str) -> OptimizerSpec:
     """The registry entry of ``name`` (case-insensitive; a user's ``path/to/file.py:NAME`` is loaded and registered
     on first use); ``ValueError`` naming the available ones when it is unknown."""
     return _get(name)
+
+
+def optimizer_origin(name: str) -> tuple[str | None, str | None]:
+    """``(origin, sha256)`` of a user optimizer (:mod:`andi.optim.user`): the file, module or entry point it came
+    from and the SHA-256 of its source; ``(None, None)`` for the package's own, or a name that cannot be resolved
+    here (e.g. a record made on another machine)."""
+    if not isinstance(name, str) or name.lower() in BUILTIN_OPTIMIZERS:
+        return None, None
+    try:
+        spec = _get(name)
+    except (ValueError, TypeError):
+        return None, None
+    return spec.origin, spec.origin_sha256
 
 
 def list_optimizers(available_only: bool = True) -> list[str]:

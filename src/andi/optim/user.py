@@ -38,16 +38,14 @@ from typing import Any
 
 from torch.optim import Optimizer
 
-from ..plugins import entry_points, is_spec, load_spec, module_sha256
+from ..plugins import entry_points, load_spec, module_sha256
 from ._catalog import OPTIMIZERS, OptimizerSpec
 
 __all__ = [
     "BUILTIN_OPTIMIZERS",
     "ENTRY_POINT_GROUP",
     "OptimizerFactoryError",
-    "is_optimizer_spec",
     "load_entry_points",
-    "optimizer_origin",
     "register_optimizer",
     "resolve_optimizer_spec",
     "unregister_optimizer",
@@ -192,13 +190,13 @@ def _from_registration(name: str, registration: Any, origin: str, sha: str | Non
         )
     unknown = sorted(set(registration) - _REGISTRATION_KEYS)
     missing = sorted({"factory", "default_lr"} - set(registration))
-    if unknown or missing:
-        what = "; ".join(
-            part
-            for part in (f"unknown keys {unknown}" if unknown else "", f"missing {missing}" if missing else "")
-            if part
-        )
-        raise ValueError(f"optimizer {name!r} ({origin}): {what}")
+    problems = []
+    if unknown:
+        problems.append(f"unknown keys {unknown}")
+    if missing:
+        problems.append(f"missing {missing}")
+    if problems:
+        raise ValueError(f"optimizer {name!r} ({origin}): {'; '.join(problems)}")
     return register_optimizer(name, overwrite=True, origin=origin, origin_sha256=sha, **registration)
 
 
@@ -219,11 +217,6 @@ def load_entry_points() -> dict[str, str]:
     return dict(_entry_point_errors)
 
 
-def is_optimizer_spec(name: str) -> bool:
-    """Whether ``name`` names a one-off optimizer by ``path/to/file.py:NAME`` or ``package.module:NAME``."""
-    return is_spec(name)
-
-
 def resolve_optimizer_spec(spec: str) -> OptimizerSpec:
     """Register the optimizer a ``file.py:NAME`` / ``module:NAME`` spec names, under the spec itself (once)."""
     key = spec.lower()
@@ -234,18 +227,3 @@ def resolve_optimizer_spec(spec: str) -> OptimizerSpec:
     if isinstance(registration, Mapping) and "label" not in registration:
         registration = {**registration, "label": attr}
     return _from_registration(spec, registration, spec.rpartition(":")[0], module_sha256(module))
-
-
-def optimizer_origin(name: str) -> tuple[str | None, str | None]:
-    """``(origin, sha256)`` of a user optimizer (``(None, None)`` for the package's own, or an unknown name)."""
-    key = name.lower() if isinstance(name, str) else name
-    if key in BUILTIN_OPTIMIZERS:
-        return None, None
-    spec = OPTIMIZERS.get(key)
-    if spec is None:
-        try:
-            load_entry_points()
-            spec = OPTIMIZERS.get(key) or (resolve_optimizer_spec(name) if is_optimizer_spec(name) else None)
-        except (ValueError, TypeError):
-            return None, None
-    return (spec.origin, spec.origin_sha256) if spec is not None else (None, None)

@@ -39,7 +39,6 @@ and none added at the end), and the run's final metrics are the means of the las
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import random
@@ -59,8 +58,9 @@ import andi
 from andi.bench.protocols.run_config import EVAL_SPLITS, ROLE_MODES, RunConfig
 from andi.bench.protocols.schedules import lr_scheduler
 from andi.bench.tasks import Task, get_task
+from andi.bench.tasks.external import source_file
 from andi.bench.util import device_info, progress_bar, sync, versions
-from andi.optim.user import optimizer_origin
+from andi.optim.registry import optimizer_origin
 
 __all__ = ["EVAL_SPLITS", "ROLE_MODES", "SCHEMA_VERSION", "RunConfig", "global_grad_norm", "run"]
 
@@ -146,13 +146,6 @@ def build_optimizer(config: RunConfig, model: nn.Module, task: Task) -> tuple[to
         **dict(config.optimizer_kwargs),
     )
     return optimizer, roles
-
-
-def _source_file(cls: type) -> str | None:
-    try:
-        return inspect.getsourcefile(cls)
-    except TypeError:
-        return None
 
 
 # -------------------------------------------------------------------------------------------------- run
@@ -337,7 +330,7 @@ def _build_record(prepared: _PreparedRun, history: _TrainingHistory, started: fl
         "roles": prepared.roles,
     }
     if config.task_source is not None:  # a task from outside the package: where it came from
-        task_info["source"] = {"spec": config.task, "file": _source_file(type(task)), "sha256": config.task_source}
+        task_info["source"] = {"spec": config.task, "file": source_file(type(task)), "sha256": config.task_source}
     if config.optimizer_source is not None:
         origin = optimizer_origin(config.optimizer)[0]
         optimizer_info["source"] = {"spec": config.optimizer, "origin": origin, "sha256": config.optimizer_source}

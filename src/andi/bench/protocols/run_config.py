@@ -92,7 +92,7 @@ class RunConfig:
 
             fix("task_source", external_task_source(self.task))
         if self.optimizer_source is None:
-            from andi.optim.user import optimizer_origin
+            from andi.optim.registry import optimizer_origin
 
             fix("optimizer_source", optimizer_origin(self.optimizer)[1])
 

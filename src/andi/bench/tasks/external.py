@@ -36,6 +36,7 @@ __all__ = [
     "entry_point_tasks",
     "is_spec",
     "load",
+    "source_file",
     "source_sha256",
 ]
 
@@ -89,12 +90,17 @@ def entry_point_tasks() -> dict[str, importlib.metadata.EntryPoint]:
     return entry_points(ENTRY_POINT_GROUP)
 
 
-def source_sha256(cls: type[Task]) -> str | None:
-    """SHA-256 of the source file that defines ``cls`` (``None`` when it has none, e.g. defined interactively)."""
+def source_file(cls: type) -> str | None:
+    """The source file that defines ``cls`` (``None`` when it has none, e.g. defined interactively)."""
     try:
-        return file_sha256(inspect.getsourcefile(cls))
+        return inspect.getsourcefile(cls)
     except TypeError:
         return None
+
+
+def source_sha256(cls: type[Task]) -> str | None:
+    """SHA-256 of :func:`source_file` (``None`` without one)."""
+    return file_sha256(source_file(cls))
 
 
 def _batch_size(task: Task) -> int:
